@@ -70,7 +70,7 @@ typedef enum DfuStatus {
     _DFU_STATUS_MAX,
 } DfuStatus;
 
-const char *dfu_state_to_string(DfuState s);   /* "dfuIDLE", "dfuDNBUSY", ...; NULL if out of range */
+const char *dfu_state_to_string(DfuState s); /* "dfuIDLE", "dfuDNBUSY", ...; NULL if out of range */
 const char *dfu_status_to_string(DfuStatus s); /* "OK", "errTARGET", ... "errSTALLEDPKT" */
 
 /* DFU functional descriptor, DFU 1.1 section 4.1.3 (type 0x21, 9 bytes). */
@@ -95,9 +95,9 @@ int dfu_parse_functional(const uint8_t *extra, size_t len, DfuFunctional *ret);
 
 /* The 6-byte GETSTATUS answer, DFU 1.1 section 6.1.2. */
 typedef struct DfuStatusReply {
-    uint8_t status;         /* DfuStatus */
-    uint32_t poll_timeout;  /* bwPollTimeout, ms, 24 bits */
-    uint8_t state;          /* DfuState */
+    uint8_t status;        /* DfuStatus */
+    uint32_t poll_timeout; /* bwPollTimeout, ms, 24 bits */
+    uint8_t state;         /* DfuState */
     uint8_t string_index;
 } DfuStatusReply;
 
@@ -132,7 +132,7 @@ void dfu_config_init(DfuConfig *c);
 
 typedef enum DfuPhase {
     DFU_PHASE_DETACH,
-    DFU_PHASE_PREPARE,  /* bringing the board to dfuIDLE */
+    DFU_PHASE_PREPARE, /* bringing the board to dfuIDLE */
     DFU_PHASE_DOWNLOAD,
     DFU_PHASE_MANIFEST,
     _DFU_PHASE_MAX,
@@ -153,7 +153,10 @@ typedef struct DfuSession {
     const atomic_bool *cancel; /* checked between blocks and during long waits; may be NULL */
 } DfuSession;
 
-/* Where a failure happened, for job records; filled by dfu_download() on error. */
+/*
+ * Where a failure happened, for job records; filled by dfu_download() on error
+ * (and on success, where it counts what was done).
+ */
 typedef struct DfuReport {
     DfuPhase phase;
     uint32_t block;      /* block number counted from 0, not wrapped */
@@ -166,10 +169,12 @@ typedef struct DfuReport {
 } DfuReport;
 
 /*
- * Run-time interface: send DFU_DETACH (wValue = wDetachTimeOut). The ROM answers
- * with an error and re-enumerates anyway; that is expected, not a failure.
- * Returns 1 when the board re-enumerates by itself (bitWillDetach), 0 when the
- * caller must reset it (done here when transport->reset is set), or -errno.
+ * Run-time interface: send DFU_DETACH (wValue = wDetachTimeOut, 1000 when 0).
+ * The ROM answers with an error and re-enumerates anyway; that is expected, not
+ * a failure: a STALL, an I/O error or ENODEV are all fine, a timeout is not.
+ * Returns 1 when the board re-enumerates by itself (bitWillDetach, or it already
+ * left during DETACH), 0 when the caller must reset it (done here when
+ * transport->reset is set; a reset that ends in ENODEV is fine), or -errno.
  */
 int dfu_detach(const DfuSession *s, ErrInfo *err);
 
@@ -178,6 +183,16 @@ int dfu_detach(const DfuSession *s, ErrInfo *err);
  * transfer_size blocks with GETSTATUS polling, the zero-length DNLOAD, then
  * manifestation. 0 on success; on failure -errno with *err naming the phase,
  * block, offset and the DFU status or transport error, and *report filled.
+ *
+ * Waits: exactly the bwPollTimeout each GETSTATUS answer asks for (1 ms when a
+ * busy board asks 0; 100 ms while manifesting), one block's busy time bounded
+ * by dnbusy_timeout_ms, manifestation by manifest_max_polls GETSTATUS.
+ * Cancel is checked between blocks and every 100 ms of a wait; ABORT is then
+ * sent, best effort. Once the zero-length DNLOAD is sent it is not honoured.
+ * Success at the end: dfuIDLE (the ESP ROM); dfuMANIFEST-WAIT-RESET, after a
+ * reset when the transport can; or a board without bitManifestationTolerant
+ * that vanishes (ENODEV) after the zero-length DNLOAD (DFU 1.1 section 7). A
+ * tolerant board that vanishes there fails with ERR_DISCONNECTED.
  */
 int dfu_download(const DfuSession *s, const uint8_t *payload, size_t size, DfuReport *report,
                  ErrInfo *err);
