@@ -107,7 +107,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Image *, image_free);
  * Read a whole regular file from fd, from offset 0 whatever the fd's position,
  * retrying on EINTR. At most max_size bytes (ERR_IMAGE_TOO_LARGE beyond);
  * non-regular files are ERR_IMAGE_NOT_REGULAR. A zero-byte file is not an
- * error here. *ret is malloc'd (never NULL on success).
+ * error here. *ret is malloc'd (never NULL on success). max_size < SIZE_MAX.
  */
 int image_read_fd(int fd, size_t max_size, uint8_t **ret, size_t *ret_size, ErrInfo *err);
 
@@ -133,6 +133,8 @@ const char *image_flags_format(uint32_t flags, char *buf, size_t size);
  * "2", "0x0002". Both -EINVAL for anything else, -ERANGE when it does not fit.
  */
 int image_parse_number(const char *s, uint32_t *ret);
+/* Digits only, in base 2..16, no prefix or sign, at most UINT32_MAX. */
+int image_parse_digits(const char *s, unsigned base, uint32_t *ret);
 int image_parse_pid(const char *s, uint16_t *ret);
 
 /* One input of `pack`: a file's basename, its bytes, its flash address. */

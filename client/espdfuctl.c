@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * espdfuctl: the command-line client. This file is only the dispatcher: global
+ * options, the command table, the overview with the exit codes, and the one
+ * place that formats failures. Commands live in cmd-<group>.c.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "util.h"
+
+#define PROGRAM "espdfuctl"
+
+/* The build passes the project version; a stray compile still says something. */
+#ifndef ESPDFU_VERSION
+#define ESPDFU_VERSION "(unknown version)"
+#endif
+
+static const CtlCommand commands[] = {
+        {
+                .name = "inspect",
+                .synopsis = "FILE [--json]",
+                .summary = "Validate a dfu.bin and show what it holds",
+                .run = cmd_inspect,
+        },
+        {
+                .name = "pack",
+                .synopsis = "-o OUT [--chip CHIP|--pid HEX] [ADDR FILE]...",
+                .summary = "Build a dfu.bin byte-identical to ESP-IDF's mkdfu.py",
+                .run = cmd_pack,
+        },
+        /* The daemon's commands (devices, jobs, job, status, flash, cancel, watch,
+         * pause, resume, reload) join here, one cmd-<group>.c each, with
+         * .needs_daemon = true. */
+};
+
+const char *ctl_exit_describe(CtlExit e)
+{
+    switch (e) {
+    case CTL_EXIT_OK:
+        return "success (inspect: the image is valid)";
+    case CTL_EXIT_FAILURE:
+        return "failure: invalid image, refused input, I/O error";
+    case CTL_EXIT_USAGE:
+        return "usage error: unknown command or option, malformed argument";
+    case CTL_EXIT_UNREACHABLE:
+        return "espdfud is not reachable (daemon commands)";
+    case CTL_EXIT_PERMISSION:
+        return "permission denied by espdfud";
+    case CTL_EXIT_NOT_FOUND:
+        return "no such device or job";
+    case CTL_EXIT_JOB_FAILED:
+        return "the flash job failed";
+    case _CTL_EXIT_MAX:
+        break;
+    }
+    return NULL;
+}
+
+int ctl_error(int exit_code, const char *context, const ErrInfo *e)
+{
+    fprintf(stderr, PROGRAM ": %s: %s [%s]\n", context, e->message,
+            espdfu_err_to_string(e->code) ?: "?");
+    return exit_code;
+}
+
+int ctl_usage(const char *command, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, PROGRAM "%s%s: ", command ? " " : "", command ?: "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '" PROGRAM "%s%s --help'.\n", command ? " " : "", command ?: "");
+    return CTL_EXIT_USAGE;
+}
+
+int ctl_bad_option(const char *command, int c, char *const argv[])
+{
+    if (c == ':')
+        return ctl_usage(command, "option '%s' needs an argument", argv[optind - 1]);
+    if (optopt)
+        return ctl_usage(command, "unknown option '-%c'", optopt);
+    return ctl_usage(command, "unknown option '%s'", argv[optind - 1]);
+}
+
+static void list_commands(bool needs_daemon, const char *title)
+{
+    bool any = false;
+
+    for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+        if (commands[i].needs_daemon != needs_daemon)
+            continue;
+        if (!any)
+            printf("\n%s:\n", title);
+        any = true;
+        printf("  %-8s %s\n  %-8s   %s\n", commands[i].name, commands[i].synopsis, "",
+               commands[i].summary);
+    }
+}
+
+static void help(void)
+{
+    printf("Usage: " PROGRAM " [--help] [--version] COMMAND [ARGS]...\n\n"
+           "Flash ESP32-S2/S3/P4 boards over USB DFU through espdfud, and work with the\n"
+           "dfu.bin images ESP-IDF's `idf.py dfu` makes.\n");
+    list_commands(true, "Commands that talk to espdfud");
+    list_commands(false, "Commands that need no daemon");
+    printf("\nRun '" PROGRAM " COMMAND --help' (or '" PROGRAM " help COMMAND') for its options.\n\n"
+           "Exit status:\n");
+    for (CtlExit e = 0; e < _CTL_EXIT_MAX; e++)
+        printf("  %d  %s\n", (int)e, ctl_exit_describe(e));
+}
+
+static const CtlCommand *find_command(const char *name)
+{
+    for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static int run_command(const CtlCommand *cmd, int argc, char *argv[])
+{
+    /* A fresh getopt for the command: optind 0 makes glibc reinitialise. */
+    optind = 0;
+    opterr = 0;
+    return cmd->run(argc, argv);
+}
+
+/* `espdfuctl help [COMMAND]` is `espdfuctl COMMAND --help`. */
+static int help_command(int argc, char *argv[])
+{
+    const CtlCommand *cmd;
+    char *args[] = {NULL, (char *)"--help", NULL};
+
+    if (argc < 2) {
+        help();
+        return CTL_EXIT_OK;
+    }
+    cmd = find_command(argv[1]);
+    if (!cmd)
+        return ctl_usage(NULL, "unknown command '%s'", argv[1]);
+    args[0] = (char *)cmd->name;
+    return run_command(cmd, 2, args);
+}
+
+int main(int argc, char *argv[])
+{
+    static const struct option options[] = {
+            {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},
+            {},
+    };
+    const CtlCommand *cmd;
+    int c;
+
+    /* '+': stop at the command name; what follows belongs to the command. */
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+:hV", options, NULL)) >= 0)
+        switch (c) {
+        case 'h':
+            help();
+            return CTL_EXIT_OK;
+        case 'V':
+            printf(PROGRAM " %s\n", ESPDFU_VERSION);
+            return CTL_EXIT_OK;
+        default:
+            return ctl_bad_option(NULL, c, argv);
+        }
+    if (optind >= argc)
+        return ctl_usage(NULL, "no command given");
+    if (strcmp(argv[optind], "help") == 0)
+        return help_command(argc - optind, argv + optind);
+    cmd = find_command(argv[optind]);
+    if (!cmd)
+        return ctl_usage(NULL, "unknown command '%s'", argv[optind]);
+    return run_command(cmd, argc - optind, argv + optind);
+}
