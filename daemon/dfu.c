@@ -280,13 +280,25 @@ static bool cancelled(const Dl *d)
     return d->s->cancel && atomic_load(d->s->cancel);
 }
 
-/* ABORT is best effort: the board may be busy and stall it, or be gone. */
+/*
+ * Leave the board in dfuIDLE where possible, so the next job starts clean.
+ * ABORT is refused while the board is busy (DFU 1.1 A.2.5: a STALL, and
+ * dfuERROR); a CLRSTATUS then brings it back. Best effort: a board that is
+ * gone or wedged keeps its state, and the next job's prepare step deals with it.
+ */
 static int fail_cancelled(Dl *d)
 {
+    const DfuTransport *t = d->t;
+    unsigned timeout = d->s->config.transfer_timeout_ms;
+    uint8_t st[DFU_STATUS_SIZE];
     char w[96];
 
-    (void)d->t->control(d->t->userdata, DFU_RT_OUT, DFU_REQ_ABORT, 0, d->s->interface, NULL, 0,
-                        d->s->config.transfer_timeout_ms);
+    (void)t->control(t->userdata, DFU_RT_OUT, DFU_REQ_ABORT, 0, d->s->interface, NULL, 0, timeout);
+    if (t->control(t->userdata, DFU_RT_IN, DFU_REQ_GETSTATUS, 0, d->s->interface, st, sizeof(st),
+                   timeout) == DFU_STATUS_SIZE &&
+        st[4] == DFU_STATE_ERROR)
+        (void)t->control(t->userdata, DFU_RT_OUT, DFU_REQ_CLRSTATUS, 0, d->s->interface, NULL, 0,
+                         timeout);
     return err_set(d->err, ERR_CANCELLED, "cancelled %s", where(d, w, sizeof(w)));
 }
 

@@ -250,8 +250,8 @@ static int flash(struct udev *udev, const Image *img, const Options *o, ErrInfo 
 
     r = find_target(udev, o->path, &t);
     if (r == -ENOENT) {
-        err_set(err, ERR_DISCONNECTED, "no Espressif DFU board %s%s",
-                o->path ? "on port " : "found", o->path ? o->path : "");
+        err_set(err, ERR_NO_BOARD, "no Espressif DFU board %s%s", o->path ? "on port " : "found",
+                o->path ? o->path : "");
         return -ENXIO; /* "no such board", told apart from a board lost mid-download */
     }
     if (r < 0)

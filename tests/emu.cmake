@@ -69,3 +69,16 @@ add_test(NAME emu-cli
 set_tests_properties(emu-cli PROPERTIES ENVIRONMENT "${EMU_TEST_ENV}" LABELS "emu;usb"
                      TIMEOUT 120)
 
+# Our engine through the real libusb and libudev: the real espdfu-flash binary
+# against emulated boards (byte-exact, run-time detach, 8 s erase stall next to
+# dfu-util, faults, unplug, cancel, wrong chip).
+add_executable(test-usb-flash test-usb-flash.c)
+target_link_libraries(test-usb-flash PRIVATE espdfu-emu-lib)
+target_compile_definitions(test-usb-flash PRIVATE DFU_UTIL="${DFU_UTIL}"
+  ESPDFU_FLASH="$<TARGET_FILE:espdfu-flash>" FIXTURES_DIR="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
+add_dependencies(test-usb-flash espdfu-flash)
+foreach(case dfu-mode runtime erase-stall faults retry unplug cancel wrong-chip broken-image)
+  add_test(NAME usb-flash-${case} COMMAND test-usb-flash ${case})
+  set_tests_properties(usb-flash-${case} PROPERTIES ENVIRONMENT "${EMU_TEST_ENV}"
+                       LABELS "emu;usb" TIMEOUT 120)
+endforeach()
