@@ -107,6 +107,8 @@ const char *espdfu_err_to_string(EspdfuErr e)
         return "replug-timeout";
     case ERR_CANCELLED:
         return "cancelled";
+    case ERR_NO_BOARD:
+        return "no-board";
     case ERR_JOB_TIMEOUT:
         return "job-timeout";
     case _ERR_MAX:
@@ -161,6 +163,8 @@ int espdfu_err_errno(EspdfuErr e)
         return ENODEV;
     case ERR_CANCELLED:
         return ECANCELED;
+    case ERR_NO_BOARD:
+        return ENXIO;
     case ERR_IMAGE_EMPTY:
     case ERR_IMAGE_TRUNCATED:
     case ERR_SUFFIX_LENGTH:

@@ -76,6 +76,7 @@ typedef enum EspdfuErr {
     ERR_REPLUG_TIMEOUT,   /* the board did not come back in DFU mode */
     ERR_CANCELLED,        /* cancelled by a person or by shutdown */
     ERR_JOB_TIMEOUT,      /* a daemon job ran longer than its job-timeout-s */
+    ERR_NO_BOARD,         /* no board on that port path (or none at all) */
 
     _ERR_MAX,
 } EspdfuErr;
