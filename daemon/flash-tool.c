@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "devices.h"
 #include "dfu.h"
 #include "image.h"
 #include "usb.h"
@@ -42,11 +43,7 @@ typedef struct Options {
     bool quiet;
 } Options;
 
-typedef struct Target {
-    char path[64];
-    char devnode[256];
-    uint16_t vid, pid;
-} Target;
+typedef DeviceInfo Target;
 
 static atomic_bool cancel_requested;
 
@@ -69,42 +66,15 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static bool is_esp_dfu_pid(uint16_t pid)
+static bool accept_esp_dfu_pid(void *userdata, uint16_t pid)
 {
     return chip_from_pid(pid) != CHIP_UNKNOWN;
-}
-
-static int hex16_attr(struct udev_device *d, const char *name, uint16_t *ret)
-{
-    const char *v = udev_device_get_sysattr_value(d, name);
-    char *end;
-    unsigned long x;
-
-    if (!v)
-        return -ENOENT;
-    errno = 0;
-    x = strtoul(v, &end, 16);
-    if (errno || end == v || x > 0xffff)
-        return -EINVAL;
-    *ret = (uint16_t)x;
-    return 0;
 }
 
 /* Fill t from a usb_device if it is an Espressif DFU-capable board. */
 static bool target_from_udev(struct udev_device *d, Target *t)
 {
-    const char *node = udev_device_get_devnode(d);
-    const char *type = udev_device_get_devtype(d);
-
-    if (!node || !type || strcmp(type, "usb_device") != 0)
-        return false;
-    if (hex16_attr(d, "idVendor", &t->vid) < 0 || hex16_attr(d, "idProduct", &t->pid) < 0)
-        return false;
-    if (t->vid != ESP_USB_VID || !is_esp_dfu_pid(t->pid))
-        return false;
-    snprintf(t->path, sizeof(t->path), "%s", udev_device_get_sysname(d));
-    snprintf(t->devnode, sizeof(t->devnode), "%s", node);
-    return true;
+    return device_info_from_udev(d, accept_esp_dfu_pid, NULL, t) >= 0;
 }
 
 /* Find the board on path, or the only Espressif board when path is NULL. */

@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: MIT */
+#include "job.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-event.h>
+
+#include "util.h"
+
+const char *job_state_to_string(JobState s)
+{
+    switch (s) {
+    case JOB_QUEUED:
+        return "queued";
+    case JOB_WAITING_FOR_BOARD:
+        return "waiting-for-board";
+    case JOB_DETACHING:
+        return "detaching";
+    case JOB_WAITING_FOR_REPLUG:
+        return "waiting-for-replug";
+    case JOB_DOWNLOADING:
+        return "downloading";
+    case JOB_MANIFESTING:
+        return "manifesting";
+    case JOB_SUCCEEDED:
+        return "succeeded";
+    case JOB_FAILED:
+        return "failed";
+    case JOB_CANCELLED:
+        return "cancelled";
+    case _JOB_STATE_MAX:
+        break;
+    }
+    return NULL;
+}
+
+JobState job_state_from_string(const char *s)
+{
+    for (int i = 0; i < _JOB_STATE_MAX; i++)
+        if (s && strcmp(job_state_to_string((JobState)i), s) == 0)
+            return (JobState)i;
+    return _JOB_STATE_MAX;
+}
+
+bool job_state_is_final(JobState s)
+{
+    return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_CANCELLED;
+}
+
+bool job_state_is_active(JobState s)
+{
+    return s == JOB_DETACHING || s == JOB_WAITING_FOR_REPLUG || s == JOB_DOWNLOADING ||
+           s == JOB_MANIFESTING;
+}
+
+bool job_state_transition_allowed(JobState from, JobState to)
+{
+    /* Failing and cancelling are possible from every state that is not final. */
+    if (to == JOB_FAILED || to == JOB_CANCELLED)
+        return !job_state_is_final(from);
+    switch (from) {
+    case JOB_QUEUED:
+        return to == JOB_WAITING_FOR_BOARD || to == JOB_DETACHING || to == JOB_DOWNLOADING;
+    case JOB_WAITING_FOR_BOARD:
+        /* back to queued: the board is there, a worker is not yet */
+        return to == JOB_QUEUED || to == JOB_DETACHING || to == JOB_DOWNLOADING;
+    case JOB_DETACHING:
+        /* straight to downloading: the board turned out to be in DFU mode already */
+        return to == JOB_WAITING_FOR_REPLUG || to == JOB_DOWNLOADING || to == JOB_QUEUED;
+    case JOB_WAITING_FOR_REPLUG:
+        return to == JOB_DOWNLOADING || to == JOB_QUEUED;
+    case JOB_DOWNLOADING:
+        return to == JOB_MANIFESTING || to == JOB_SUCCEEDED || to == JOB_QUEUED;
+    case JOB_MANIFESTING:
+        return to == JOB_SUCCEEDED || to == JOB_QUEUED;
+    case JOB_SUCCEEDED:
+    case JOB_FAILED:
+    case JOB_CANCELLED:
+    case _JOB_STATE_MAX:
+        break;
+    }
+    return false;
+}
+
+bool job_error_is_transient(EspdfuErr e)
+{
+    switch (e) {
+    case ERR_USB_TRANSFER:
+    case ERR_USB_TIMEOUT:
+    case ERR_USB_STALL:
+    case ERR_USB_CLAIM:
+    case ERR_DFU_STATUS:
+    case ERR_DFU_STATE:
+    case ERR_DNBUSY_TIMEOUT:
+    case ERR_MANIFEST_TIMEOUT:
+        return true;
+    case ERR_OK:
+    case ERR_IMAGE_IO:
+    case ERR_IMAGE_NOT_REGULAR:
+    case ERR_IMAGE_EMPTY:
+    case ERR_IMAGE_TOO_LARGE:
+    case ERR_IMAGE_TRUNCATED:
+    case ERR_SUFFIX_LENGTH:
+    case ERR_SUFFIX_SIGNATURE:
+    case ERR_SUFFIX_VERSION:
+    case ERR_SUFFIX_VENDOR:
+    case ERR_CRC_MISMATCH:
+    case ERR_CPIO_MAGIC:
+    case ERR_CPIO_HEX:
+    case ERR_CPIO_NAMESIZE:
+    case ERR_CPIO_FILESIZE:
+    case ERR_CPIO_NAME:
+    case ERR_CPIO_MODE:
+    case ERR_CPIO_ALIGNMENT:
+    case ERR_CPIO_TRAILER:
+    case ERR_ARCHIVE_PADDING:
+    case ERR_CPIO_DUPLICATE:
+    case ERR_DFUINFO_MISSING:
+    case ERR_DFUINFO_SIZE:
+    case ERR_DFUINFO_COUNT:
+    case ERR_DFUINFO_NAME:
+    case ERR_MD5_MISMATCH:
+    case ERR_FLASH_PARAMS:
+    case ERR_ENTRY_OVERLAP:
+    case ERR_ENTRY_RANGE:
+    case ERR_PACK_INPUT:
+    case ERR_PACK_NAME:
+    case ERR_PACK_FLASH_SIZE:
+    case ERR_PACK_CHIP:
+    case ERR_PACK_ARGS:
+    case ERR_WRONG_CHIP:
+    case ERR_USB_OPEN:
+    case ERR_USB_NO_DFU:
+    case ERR_DISCONNECTED:
+    case ERR_DETACH:
+    case ERR_REPLUG_TIMEOUT:
+    case ERR_CANCELLED:
+    case ERR_JOB_TIMEOUT:
+    case ERR_NO_BOARD:
+    case _ERR_MAX:
+        break;
+    }
+    return false;
+}
+
+int job_new(uint64_t id, const char *path, const char *source, CachedImage *image,
+            const char *image_name, uint64_t now_realtime_usec, Job **ret)
+{
+    _cleanup_(job_freep) Job *j = NULL;
+
+    if (strlen(path) >= sizeof(j->path))
+        return -ENAMETOOLONG;
+    j = calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    j->id = id;
+    snprintf(j->path, sizeof(j->path), "%s", path);
+    j->source = strdup(source);
+    j->image_name = strdup(image_name);
+    if (!j->source || !j->image_name)
+        return -ENOMEM;
+    j->image = cached_image_ref(image);
+    j->bytes_total = image->image->payload_size;
+    j->created_usec = now_realtime_usec;
+    j->state = JOB_QUEUED;
+    j->transitions[0] = (JobTransition){.state = JOB_QUEUED, .realtime_usec = now_realtime_usec};
+    snprintf(j->transitions[0].reason, JOB_REASON_MAX, "queued by %s", source);
+    j->n_transitions = 1;
+    atomic_init(&j->cancel, false);
+    *ret = TAKE_PTR(j);
+    return 0;
+}
+
+static void strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **a = v; *a; a++)
+        free(*a);
+    free(v);
+}
+
+Job *job_free(Job *j)
+{
+    if (!j)
+        return NULL;
+    sd_event_source_disable_unref(j->timeout_timer);
+    sd_event_source_disable_unref(j->replug_timer);
+    sd_event_source_disable_unref(j->retry_timer);
+    cached_image_unref(j->image);
+    strv_free(j->hook_argv);
+    free(j->source);
+    free(j->image_name);
+    free(j);
+    return NULL;
+}
+
+int job_set_after(Job *j, AfterAction after, char *const *hook_argv, unsigned hook_timeout_s)
+{
+    size_t n = 0;
+    char **v;
+
+    j->after = after;
+    j->hook_timeout_s = hook_timeout_s;
+    if (!hook_argv)
+        return 0;
+    while (hook_argv[n])
+        n++;
+    v = calloc(n + 1, sizeof(char *));
+    if (!v)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        if (!(v[i] = strdup(hook_argv[i]))) {
+            strv_free(v);
+            return -ENOMEM;
+        }
+    strv_free(j->hook_argv);
+    j->hook_argv = v;
+    return 0;
+}
+
+int job_set_state(Job *j, JobState to, uint64_t now_realtime_usec, const char *fmt, ...)
+{
+    JobTransition *t;
+    va_list ap;
+
+    if (!job_state_transition_allowed(j->state, to))
+        return -EINVAL;
+    /* Bounded: retries are capped, but keep the latest transition whatever happens. */
+    if (j->n_transitions < JOB_TRANSITIONS_MAX)
+        j->n_transitions++;
+    t = &j->transitions[j->n_transitions - 1];
+    t->state = to;
+    t->realtime_usec = now_realtime_usec;
+    va_start(ap, fmt);
+    vsnprintf(t->reason, sizeof(t->reason), fmt, ap);
+    va_end(ap);
+    if (job_state_is_active(to) && !j->started_usec)
+        j->started_usec = now_realtime_usec;
+    if (job_state_is_final(to))
+        j->finished_usec = now_realtime_usec;
+    j->state = to;
+    return 0;
+}
+
+void job_begin_download(Job *j, uint64_t now_monotonic_usec)
+{
+    j->bytes_sent = 0;
+    j->block = 0;
+    j->percent = 0;
+    j->rate = 0;
+    j->download_started_usec = now_monotonic_usec;
+}
+
+void job_set_progress(Job *j, uint64_t sent, uint64_t total, uint32_t block,
+                      uint64_t now_monotonic_usec)
+{
+    uint64_t elapsed = now_monotonic_usec > j->download_started_usec
+                               ? now_monotonic_usec - j->download_started_usec
+                               : 0;
+
+    j->bytes_sent = sent;
+    j->bytes_total = total;
+    j->block = block;
+    j->percent = total ? (unsigned)(sent * 100 / total) : 0;
+    j->rate = elapsed ? sent * 1000000u / elapsed : 0;
+}
+
+void job_set_error(Job *j, const ErrInfo *err, const DfuReport *report)
+{
+    j->error = *err;
+    j->has_report = report != NULL;
+    if (report)
+        j->report = *report;
+}
+
+void job_describe_position(const Job *j, char *buf, size_t size)
+{
+    switch (j->state) {
+    case JOB_QUEUED:
+    case JOB_WAITING_FOR_BOARD:
+        snprintf(buf, size, "%s",
+                 j->retries_done ? "during a retry wait" : "before the job started");
+        return;
+    case JOB_DETACHING:
+        snprintf(buf, size, "during detach");
+        return;
+    case JOB_WAITING_FOR_REPLUG:
+        snprintf(buf, size, "while waiting for the board to re-enumerate in DFU mode");
+        return;
+    case JOB_DOWNLOADING:
+        snprintf(buf, size, "during download at %u%% (block %" PRIu32 ")", j->percent, j->block);
+        return;
+    case JOB_MANIFESTING:
+        snprintf(buf, size, "during manifestation, after all %" PRIu64 " bytes", j->bytes_total);
+        return;
+    case JOB_SUCCEEDED:
+    case JOB_FAILED:
+    case JOB_CANCELLED:
+    case _JOB_STATE_MAX:
+        break;
+    }
+    snprintf(buf, size, "after the job ended (%s)", job_state_to_string(j->state));
+}
