@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "manager.h"
+#include "server.h"
 #include "timeutil.h"
 #include "usb.h"
 #include "util.h"
@@ -223,6 +224,7 @@ static int run(const Options *o, Config *config, ImageCache *cache)
     };
     sd_event *e = NULL;
     Manager *m = NULL;
+    Server *server = NULL;
     int r;
 
     r = sd_event_default(&e);
@@ -236,10 +238,16 @@ static int run(const Options *o, Config *config, ImageCache *cache)
     r = manager_new(e, &mo, config, cache, &m);
     if (r >= 0)
         r = add_signals(e, m);
+    /* The socket first: manager_start() sends READY=1, and a client that starts
+     * after READY must find it listening. */
+    if (r >= 0)
+        r = server_new(e, m, &server);
     if (r >= 0)
         r = manager_start(m);
     if (r >= 0)
         r = sd_event_loop(e);
+    /* Clients go before the manager: the server is subscribed to it. */
+    server = server_free(server);
     if (m && manager_stop_workers(m, USEC_PER_SEC) < 0) {
         log_warning("workers still busy at exit; leaving them to the process exit");
         abandoned_manager = m;

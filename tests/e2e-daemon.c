@@ -174,8 +174,11 @@ static EmuBoard *plug(Ctx *c, const char *path, const char *spec)
 /* [daemon] settings plus one rule for every board, on the fixture image. */
 static void write_config(Ctx *c, const char *daemon_keys, const char *rule_keys)
 {
-    g_autofree char *text = g_strdup_printf("[daemon]\n%s\n[rule all]\nimage = %s\n%s\n",
-                                            daemon_keys, FIXTURE, rule_keys);
+    /* Each daemon its own control socket: cases run in parallel. */
+    g_autofree char *sock = g_build_filename(c->dir, "espdfud.sock", NULL);
+    g_autofree char *text =
+            g_strdup_printf("[daemon]\nsocket = %s\n%s\n[rule all]\nimage = %s\n%s\n", sock,
+                            daemon_keys, FIXTURE, rule_keys);
 
     if (!g_file_set_contents(c->conf, text, -1, NULL)) {
         fprintf(stderr, "FAIL: cannot write %s\n", c->conf);

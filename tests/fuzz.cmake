@@ -52,3 +52,17 @@ endfunction()
 fuzz_test(fuzz-image fuzz-image.c
           ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/mkdfu/1/dfu.bin
           ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/mkdfu/2/dfu.bin)
+
+# The wire codec: framer, strict request parser, client-side reader. 30 s is
+# plenty for a grammar this small. Seeds are protocol lines (the first byte
+# also picks the size of the pieces fed to the framer).
+set(wire_seeds)
+foreach(seed status flash-jobs hello-cancel replies)
+  list(APPEND wire_seeds ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/wire/${seed}.json)
+endforeach()
+set(fuzz_seconds_saved ${ESPDFU_FUZZ_SECONDS})
+if(ESPDFU_FUZZ_SECONDS GREATER 30)
+  set(ESPDFU_FUZZ_SECONDS 30) # a normal variable: shadows the cache entry for this call
+endif()
+fuzz_test(fuzz-wire fuzz-wire.c ${wire_seeds})
+set(ESPDFU_FUZZ_SECONDS ${fuzz_seconds_saved})

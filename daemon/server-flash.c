@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The flash method (docs/protocol.md, "flash"): the image arrives as an fd,
+ * is validated completely and checked against every target's chip before
+ * anything is queued. All or nothing.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server-internal.h"
+#include "util.h"
+
+typedef struct Targets {
+    const char **paths; /* borrowed from the request or the device table */
+    size_t n;
+} Targets;
+
+static void targets_done(Targets *t)
+{
+    free(t->paths);
+}
+
+/* The chip every target must have: chip= when given (it must match the image). */
+static int check_chip(Client *c, const WireRequest *req, const Image *img)
+{
+    Chip want = req->flash.chip;
+
+    if (want == CHIP_UNKNOWN || img->pid == 0xffffu || want == img->chip)
+        return 0;
+    client_send_error(c, &req->id, WIRE_ERROR_WRONG_CHIP, NULL,
+                      "the image is for %s (PID 0x%04x), not %s", chip_to_string(img->chip),
+                      img->pid, chip_to_string(want));
+    return -EINVAL;
+}
+
+/* Each present board on an explicit path must take the image; empty ports may wait. */
+static int check_paths(Client *c, const WireRequest *req, const Image *img)
+{
+    Manager *m = c->server->manager;
+
+    for (size_t i = 0; i < req->flash.n_paths; i++) {
+        const Device *d = manager_get_device(m, req->flash.paths[i]);
+
+        if (!d || image_matches_device(img, d->info.vid, d->info.pid))
+            continue;
+        client_send_error(c, &req->id, WIRE_ERROR_WRONG_CHIP, NULL,
+                          "the image is for %s (PID 0x%04x); the board on %s is %s (PID 0x%04x)",
+                          chip_to_string(img->chip), img->pid, d->info.path,
+                          chip_to_string(d->info.chip), d->info.pid);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* all: every present board of the chip asked for (or the image's), that the image fits. */
+static int select_all(Manager *m, const WireRequest *req, const Image *img, Targets *t)
+{
+    Chip want = req->flash.chip != CHIP_UNKNOWN ? req->flash.chip : img->chip;
+    size_t n = 0;
+
+    for (const Device *d = manager_next_device(m, NULL); d; d = manager_next_device(m, d))
+        n++;
+    t->paths = calloc(n + 1, sizeof(char *));
+    if (!t->paths)
+        return -ENOMEM;
+    for (const Device *d = manager_next_device(m, NULL); d; d = manager_next_device(m, d)) {
+        if (!d->present || !image_matches_device(img, d->info.vid, d->info.pid))
+            continue;
+        if (want != CHIP_UNKNOWN && d->info.chip != want)
+            continue;
+        t->paths[t->n++] = d->info.path;
+    }
+    return 0;
+}
+
+static int select_targets(Client *c, const WireRequest *req, const Image *img, Targets *t)
+{
+    int r;
+
+    if (req->flash.all) {
+        r = select_all(c->server->manager, req, img, t);
+        if (r < 0)
+            return r;
+    } else if (req->flash.paths) {
+        r = check_paths(c, req, img);
+        if (r < 0)
+            return r;
+        t->paths = calloc(req->flash.n_paths + 1, sizeof(char *));
+        if (!t->paths)
+            return -ENOMEM;
+        for (size_t i = 0; i < req->flash.n_paths; i++)
+            t->paths[t->n++] = req->flash.paths[i];
+    }
+    if (t->n == 0) {
+        client_send_error(c, &req->id, WIRE_ERROR_NO_TARGET, NULL, "%s",
+                          req->flash.all ? "no board present takes this image"
+                                         : "flash needs \"paths\" or \"all\"");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The client's own name of the file, for display only: "dfu.bin". */
+static void default_name(int fd, char *buf, size_t size)
+{
+    char proc[64], target[PATH_MAX];
+    ssize_t n;
+    const char *base;
+
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    n = readlink(proc, target, sizeof(target) - 1);
+    if (n <= 0 || target[0] != '/') {
+        snprintf(buf, size, "image");
+        return;
+    }
+    target[n] = '\0';
+    base = strrchr(target, '/') + 1;
+    snprintf(buf, size, "%.255s", *base ? base : "image");
+}
+
+static json_object *flash_result(const uint64_t *ids, size_t n, const CachedImage *img)
+{
+    json_object *o = json_object_new_object(), *list = json_object_new_array(), *i;
+
+    for (size_t k = 0; k < n && list; k++)
+        json_object_array_add(list, json_object_new_int64((int64_t)ids[k]));
+    i = json_object_new_object();
+    json_object_object_add(i, "sha256", json_object_new_string(img->sha256_hex));
+    json_object_object_add(i, "chip", json_object_new_string(chip_to_string(img->image->chip)));
+    json_object_object_add(i, "size", json_object_new_int64((int64_t)img->image->size));
+    if (json_object_object_add(o, "jobs", list) < 0 || json_object_object_add(o, "image", i) < 0)
+        return json_object_put(o), NULL;
+    return o;
+}
+
+static void reply_flash_error(Client *c, const WireRequest *req, int r)
+{
+    switch (r) {
+    case -ENOSPC:
+        client_send_error(c, &req->id, WIRE_ERROR_QUEUE_FULL, NULL, "the job table is full");
+        break;
+    case -ESHUTDOWN:
+        client_send_error(c, &req->id, WIRE_ERROR_SHUTTING_DOWN, NULL, "espdfud is stopping");
+        break;
+    case -EINVAL:
+        client_send_error(c, &req->id, WIRE_ERROR_BAD_REQUEST, NULL, "a path is not a port path");
+        break;
+    default:
+        log_errno(LOG_ERR, r, "flash for client %" PRIu64 " failed", c->serial);
+        client_send_error(c, &req->id, WIRE_ERROR_INTERNAL, NULL, "flash failed: %s", strerror(-r));
+    }
+}
+
+/* Validated image and targets in hand: cache it and queue every job, or none. */
+static void queue_jobs(Client *c, const WireRequest *req, Image **img, const Targets *t,
+                       const char *name)
+{
+    Manager *m = c->server->manager;
+    _cleanup_(cached_image_unrefp) CachedImage *cached = NULL;
+    _cleanup_free_ uint64_t *ids = calloc(t->n, sizeof(uint64_t));
+    ManagerFlashOptions o = {
+            .retries = req->flash.retries,
+            .timeout_s = req->flash.timeout_s,
+    };
+    int r;
+
+    if (!ids)
+        return reply_flash_error(c, req, -ENOMEM);
+    r = manager_add_image(m, img, &cached);
+    if (r >= 0)
+        r = manager_flash(m, t->paths, t->n, cached, name, &o, ids);
+    if (r < 0)
+        return reply_flash_error(c, req, r);
+    log_info("flash of %s (%s) on %zu port%s queued by uid %u (pid %d)", name, cached->sha256_hex,
+             t->n, t->n == 1 ? "" : "s", (unsigned)c->uid, (int)c->pid);
+    client_send_result(c, &req->id, flash_result(ids, t->n, cached));
+}
+
+void server_flash(Client *c, const WireRequest *req, int fd)
+{
+    _cleanup_close_ int image_fd = fd;
+    _cleanup_(image_freep) Image *img = NULL;
+    _cleanup_(targets_done) Targets t = {};
+    char name[256];
+    ErrInfo err = {};
+    int r;
+
+    if (image_fd < 0) {
+        client_send_error(c, &req->id, WIRE_ERROR_NO_IMAGE, NULL,
+                          "flash needs the image as a file descriptor (SCM_RIGHTS)");
+        return;
+    }
+    r = image_load_fd(image_fd, &img, &err);
+    if (r < 0) {
+        client_send_error(c, &req->id, WIRE_ERROR_IMAGE_INVALID, espdfu_err_to_string(err.code),
+                          "%s", err.message);
+        return;
+    }
+    if (check_chip(c, req, img) < 0)
+        return;
+    r = select_targets(c, req, img, &t);
+    if (r == -ENOMEM)
+        reply_flash_error(c, req, r);
+    if (r < 0)
+        return;
+    if (req->flash.name)
+        snprintf(name, sizeof(name), "%s", req->flash.name);
+    else
+        default_name(image_fd, name, sizeof(name));
+    queue_jobs(c, req, &img, &t, name);
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/*
+ * Shared by server.c (sockets, connections, I/O), server-methods.c (one
+ * handler per method) and server-json.c (Device and Job as JSON).
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "server.h"
+#include "wire.h"
+
+#define SERVER_LINGER_USEC (5u * 1000000u) /* a closing client gets this long to read */
+/* Stop reading requests while this much output waits: pipelining cannot grow it. */
+#define SERVER_READ_PAUSE_BYTES (WIRE_MAX_OUTPUT / 2)
+#define SERVER_PROGRESS_SLOTS   256u /* jobs downloading at once: at most the workers */
+#define SERVER_GROUPS_MAX       1024u
+
+typedef struct Client Client;
+
+struct Client {
+    Server *server;
+    int fd;
+    sd_event_source *io, *linger;
+    uint64_t serial; /* for log lines: "client 12" */
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;
+    size_t n_groups;
+
+    WireFramer framer;
+    uint64_t newlines_received; /* newlines read from the socket so far */
+    uint64_t lines_taken;       /* lines taken out of the framer so far */
+    int pending_fd;             /* SCM_RIGHTS fd waiting for its line, or -1 */
+    uint64_t pending_fd_line;   /* the line it arrived with */
+
+    char *out; /* output queue: out[out_start..out_len) still to write */
+    size_t out_start, out_len, out_size;
+    bool at_line_start; /* the last byte written ended a line */
+
+    bool subscribed;
+    bool closing; /* write what is queued, then close; read nothing more */
+    bool dead;    /* to be freed by the reaper */
+    Client *prev, *next;
+};
+
+typedef struct ProgressSlot {
+    uint64_t job_id;
+    uint64_t last_usec; /* CLOCK_MONOTONIC of the last job.progress sent */
+} ProgressSlot;
+
+struct Server {
+    sd_event *event;
+    Manager *manager;
+    int listen_fd;
+    bool activated;   /* the socket came from systemd: never unlink it */
+    char *bound_path; /* the path we bound and will unlink */
+    sd_event_source *listen_source, *reaper;
+    char *group;       /* group= */
+    bool group_exists; /* else only root may change things */
+    gid_t group_gid;
+    Client *clients;
+    size_t n_clients; /* in the list, dead ones included until reaped */
+    size_t n_live;    /* not dead: what the connection limits count */
+    uint64_t next_serial;
+    size_t n_subscribers;
+    bool manager_subscribed;
+    ProgressSlot progress[SERVER_PROGRESS_SLOTS];
+    uint64_t started_usec; /* CLOCK_MONOTONIC, for uptime */
+};
+
+/* server.c */
+/* Queue a complete line (ending in \n) for c. Over the limit: c is dropped. */
+void client_send(Client *c, const char *line, size_t len);
+/* Write what is queued, then close (after at most SERVER_LINGER_USEC). */
+void client_close_after_flush(Client *c);
+void client_send_error(Client *c, const WireId *id, WireError code, const char *detail,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void client_send_result(Client *c, const WireId *id, json_object *result); /* takes result */
+
+/* server-events.c */
+int server_subscribe(Server *s, Client *c);
+void server_on_manager_event(void *userdata, ManagerEvent ev, const Device *d, const Job *j);
+
+/* server-methods.c: answer one parsed request; fd (or -1) is taken. */
+void server_dispatch(Client *c, WireRequest *req, int fd);
+
+/* server-flash.c: the flash method; fd (or -1) is taken. */
+void server_flash(Client *c, const WireRequest *req, int fd);
+
+/* server-json.c: NULL on allocation failure. */
+json_object *json_time(uint64_t realtime_usec); /* null for 0 */
+json_object *device_to_json(Manager *m, const Device *d);
+json_object *job_to_json(const Job *j);
+json_object *job_progress_to_json(const Job *j);

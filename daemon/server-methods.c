@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One small handler per method (docs/protocol.md, "Methods"), reached through
+ * a table. The request is already parsed and checked by the wire codec; a
+ * handler only asks the manager and answers.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server-internal.h"
+#include "timeutil.h"
+#include "util.h"
+
+#ifndef ESPDFUD_VERSION
+#define ESPDFUD_VERSION "0.1.0"
+#endif
+
+typedef void (*Handler)(Client *c, const WireRequest *req, int fd);
+
+/* json-c's add takes the value even on failure: one call, one reference. */
+static bool put(json_object *o, const char *key, json_object *v)
+{
+    return o && json_object_object_add(o, key, v) == 0;
+}
+
+static json_object *one(const char *key, json_object *v)
+{
+    json_object *o = json_object_new_object();
+
+    if (!put(o, key, v))
+        return json_object_put(o), NULL;
+    return o;
+}
+
+static void reply_internal(Client *c, const WireId *id, int r, const char *what)
+{
+    log_errno(LOG_ERR, r, "client %" PRIu64 ": %s failed", c->serial, what);
+    client_send_error(c, id, WIRE_ERROR_INTERNAL, NULL, "%s failed: %s", what, strerror(-r));
+}
+
+/* ---- reading methods ---- */
+
+static void on_hello(Client *c, const WireRequest *req, int fd)
+{
+    json_object *o = json_object_new_object(), *methods = json_object_new_array();
+
+    for (WireMethod m = 0; m < _WIRE_METHOD_MAX && methods; m++)
+        json_object_array_add(methods, json_object_new_string(wire_method_to_string(m)));
+    put(o, "protocol", json_object_new_int(WIRE_PROTOCOL_VERSION));
+    put(o, "server", json_object_new_string("espdfud " ESPDFUD_VERSION));
+    if (!put(o, "methods", methods))
+        o = (json_object_put(o), NULL);
+    if (req->hello.client)
+        log_debug("client %" PRIu64 " is %s", c->serial, req->hello.client);
+    client_send_result(c, &req->id, o);
+}
+
+static void on_status(Client *c, const WireRequest *req, int fd)
+{
+    Manager *m = c->server->manager;
+    json_object *o = json_object_new_object();
+    ManagerStats st;
+
+    manager_get_stats(m, &st);
+    put(o, "protocol", json_object_new_int(WIRE_PROTOCOL_VERSION));
+    put(o, "version", json_object_new_string(ESPDFUD_VERSION));
+    put(o, "devices", json_object_new_int64((int64_t)st.boards));
+    put(o, "flashing", json_object_new_int64((int64_t)st.jobs_active));
+    put(o, "queued", json_object_new_int64((int64_t)(st.jobs_live - st.jobs_active)));
+    put(o, "succeeded", json_object_new_int64(st.succeeded));
+    put(o, "failed", json_object_new_int64(st.failed));
+    put(o, "cancelled", json_object_new_int64(st.cancelled));
+    put(o, "paused", json_object_new_boolean(manager_is_paused(m)));
+    put(o, "workers", json_object_new_int64(manager_get_config(m)->workers));
+    put(o, "uptime",
+        json_object_new_int64(
+                (int64_t)((now_usec(CLOCK_MONOTONIC) - c->server->started_usec) / USEC_PER_SEC)));
+    client_send_result(c, &req->id, o);
+}
+
+static void on_devices(Client *c, const WireRequest *req, int fd)
+{
+    Manager *m = c->server->manager;
+    json_object *list = json_object_new_array();
+
+    for (const Device *d = manager_next_device(m, NULL); d && list; d = manager_next_device(m, d))
+        if (json_object_array_add(list, device_to_json(m, d)) < 0)
+            list = (json_object_put(list), NULL);
+    client_send_result(c, &req->id, list ? one("devices", list) : NULL);
+}
+
+static bool job_matches(const Job *j, const WireRequest *req)
+{
+    if (req->jobs.path && strcmp(j->path, req->jobs.path) != 0)
+        return false;
+    switch (req->jobs.filter) {
+    case WIRE_JOBS_ALL:
+        return true;
+    case WIRE_JOBS_STATE:
+        return strcmp(job_state_to_string(j->state), req->jobs.state) == 0;
+    case WIRE_JOBS_ACTIVE:
+        return !job_state_is_final(j->state);
+    case WIRE_JOBS_FINISHED:
+        return job_state_is_final(j->state);
+    }
+    return false;
+}
+
+static void on_jobs(Client *c, const WireRequest *req, int fd)
+{
+    Manager *m = c->server->manager;
+    json_object *list = json_object_new_array();
+    size_t n = 0, skip = 0;
+
+    /* "in id order, newest limit": count first, then skip the oldest. */
+    for (const Job *j = manager_next_job(m, NULL); j; j = manager_next_job(m, j))
+        n += job_matches(j, req);
+    if (req->jobs.limit && n > req->jobs.limit)
+        skip = n - (size_t)req->jobs.limit;
+    for (const Job *j = manager_next_job(m, NULL); j && list; j = manager_next_job(m, j)) {
+        if (!job_matches(j, req) || (skip && skip--))
+            continue;
+        if (json_object_array_add(list, job_to_json(j)) < 0)
+            list = (json_object_put(list), NULL);
+    }
+    client_send_result(c, &req->id, list ? one("jobs", list) : NULL);
+}
+
+static void on_job(Client *c, const WireRequest *req, int fd)
+{
+    const Job *j = manager_get_job(c->server->manager, req->job.id);
+
+    if (!j) {
+        client_send_error(c, &req->id, WIRE_ERROR_NOT_FOUND, NULL, "no job %" PRIu64, req->job.id);
+        return;
+    }
+    client_send_result(c, &req->id, one("job", job_to_json(j)));
+}
+
+static void on_subscribe(Client *c, const WireRequest *req, int fd)
+{
+    int r = server_subscribe(c->server, c);
+
+    if (r < 0) {
+        reply_internal(c, &req->id, r, "subscribe");
+        return;
+    }
+    client_send_result(c, &req->id, one("subscribed", json_object_new_boolean(true)));
+}
+
+/* ---- changing methods ---- */
+
+static void on_cancel(Client *c, const WireRequest *req, int fd)
+{
+    Manager *m = c->server->manager;
+    int r = manager_cancel(m, req->job.id);
+
+    if (r == -ENOENT) {
+        client_send_error(c, &req->id, WIRE_ERROR_NOT_FOUND, NULL, "no job %" PRIu64, req->job.id);
+        return;
+    }
+    if (r < 0 && r != -EALREADY) {
+        reply_internal(c, &req->id, r, "cancel");
+        return;
+    }
+    /* An already finished job is answered as it stands: cancel is idempotent. */
+    log_info("job %" PRIu64 ": cancel requested by uid %u (pid %d)", req->job.id, (unsigned)c->uid,
+             (int)c->pid);
+    client_send_result(c, &req->id, one("job", job_to_json(manager_get_job(m, req->job.id))));
+}
+
+static void on_pause(Client *c, const WireRequest *req, int fd)
+{
+    manager_pause(c->server->manager);
+    client_send_result(c, &req->id, one("paused", json_object_new_boolean(true)));
+}
+
+static void on_resume(Client *c, const WireRequest *req, int fd)
+{
+    manager_resume(c->server->manager);
+    client_send_result(c, &req->id, one("paused", json_object_new_boolean(false)));
+}
+
+static void on_reload(Client *c, const WireRequest *req, int fd)
+{
+    ConfigErrors errors = {};
+    int r;
+
+    log_info("reload requested by uid %u (pid %d)", (unsigned)c->uid, (int)c->pid);
+    r = manager_reload(c->server->manager, &errors);
+    if (r == -EINVAL || (r < 0 && errors.n > 0))
+        client_send_error(c, &req->id, WIRE_ERROR_CONFIG_INVALID, NULL, "%s",
+                          errors.n > 0 ? errors.lines[0] : "the configuration is invalid");
+    else if (r < 0)
+        client_send_error(c, &req->id, WIRE_ERROR_CONFIG_INVALID, NULL,
+                          "cannot read the configuration: %s", strerror(-r));
+    else
+        client_send_result(c, &req->id, one("reloaded", json_object_new_boolean(true)));
+    config_errors_clear(&errors);
+}
+
+/* ---- dispatch ---- */
+
+static const Handler handlers[_WIRE_METHOD_MAX] = {
+        [WIRE_METHOD_HELLO] = on_hello,     [WIRE_METHOD_STATUS] = on_status,
+        [WIRE_METHOD_DEVICES] = on_devices, [WIRE_METHOD_JOBS] = on_jobs,
+        [WIRE_METHOD_JOB] = on_job,         [WIRE_METHOD_SUBSCRIBE] = on_subscribe,
+        [WIRE_METHOD_FLASH] = server_flash, [WIRE_METHOD_CANCEL] = on_cancel,
+        [WIRE_METHOD_PAUSE] = on_pause,     [WIRE_METHOD_RESUME] = on_resume,
+        [WIRE_METHOD_RELOAD] = on_reload,
+};
+
+/* Root, or the daemon's group as the primary or a supplementary group. */
+static bool may_change(const Client *c)
+{
+    const Server *s = c->server;
+
+    if (c->uid == 0)
+        return true;
+    if (!s->group_exists)
+        return false;
+    if (c->gid == s->group_gid)
+        return true;
+    for (size_t i = 0; i < c->n_groups; i++)
+        if (c->groups[i] == s->group_gid)
+            return true;
+    return false;
+}
+
+void server_dispatch(Client *c, WireRequest *req, int fd)
+{
+    const char *name = wire_method_to_string(req->method);
+
+    if (fd >= 0 && req->method != WIRE_METHOD_FLASH) {
+        close(fd); /* "only flash takes one; others are closed" */
+        fd = -1;
+    }
+    if (wire_method_is_changing(req->method) && !may_change(c)) {
+        closep(&fd);
+        log_notice("client %" PRIu64 " (pid %d uid %u): %s refused: not root, not in group %s",
+                   c->serial, (int)c->pid, (unsigned)c->uid, name, c->server->group);
+        client_send_error(c, &req->id, WIRE_ERROR_PERMISSION_DENIED, NULL,
+                          "permission denied: \"%s\" needs root or membership of group \"%s\"",
+                          name, c->server->group);
+        return;
+    }
+    handlers[req->method](c, req, fd);
+}

@@ -1,0 +1,489 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The wire codec's tables, framing, UTF-8 check and line builders. Request
+ * parsing is in wire-request.c, reading server lines in wire-message.c.
+ */
+#include "wire.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+const char *wire_method_to_string(WireMethod m)
+{
+    switch (m) {
+    case WIRE_METHOD_HELLO:
+        return "hello";
+    case WIRE_METHOD_STATUS:
+        return "status";
+    case WIRE_METHOD_DEVICES:
+        return "devices";
+    case WIRE_METHOD_JOBS:
+        return "jobs";
+    case WIRE_METHOD_JOB:
+        return "job";
+    case WIRE_METHOD_SUBSCRIBE:
+        return "subscribe";
+    case WIRE_METHOD_FLASH:
+        return "flash";
+    case WIRE_METHOD_CANCEL:
+        return "cancel";
+    case WIRE_METHOD_PAUSE:
+        return "pause";
+    case WIRE_METHOD_RESUME:
+        return "resume";
+    case WIRE_METHOD_RELOAD:
+        return "reload";
+    case _WIRE_METHOD_MAX:
+        break;
+    }
+    return NULL;
+}
+
+WireMethod wire_method_from_string(const char *s)
+{
+    for (WireMethod m = 0; m < _WIRE_METHOD_MAX; m++)
+        if (s && strcmp(s, wire_method_to_string(m)) == 0)
+            return m;
+    return _WIRE_METHOD_MAX;
+}
+
+bool wire_method_is_changing(WireMethod m)
+{
+    switch (m) {
+    case WIRE_METHOD_FLASH:
+    case WIRE_METHOD_CANCEL:
+    case WIRE_METHOD_PAUSE:
+    case WIRE_METHOD_RESUME:
+    case WIRE_METHOD_RELOAD:
+        return true;
+    case WIRE_METHOD_HELLO:
+    case WIRE_METHOD_STATUS:
+    case WIRE_METHOD_DEVICES:
+    case WIRE_METHOD_JOBS:
+    case WIRE_METHOD_JOB:
+    case WIRE_METHOD_SUBSCRIBE:
+    case _WIRE_METHOD_MAX:
+        break;
+    }
+    return false;
+}
+
+const char *wire_error_to_string(WireError e)
+{
+    switch (e) {
+    case WIRE_ERROR_BAD_REQUEST:
+        return "bad-request";
+    case WIRE_ERROR_TOO_LARGE:
+        return "too-large";
+    case WIRE_ERROR_UNKNOWN_METHOD:
+        return "unknown-method";
+    case WIRE_ERROR_PERMISSION_DENIED:
+        return "permission-denied";
+    case WIRE_ERROR_NOT_FOUND:
+        return "not-found";
+    case WIRE_ERROR_NO_IMAGE:
+        return "no-image";
+    case WIRE_ERROR_IMAGE_INVALID:
+        return "image-invalid";
+    case WIRE_ERROR_WRONG_CHIP:
+        return "wrong-chip";
+    case WIRE_ERROR_NO_TARGET:
+        return "no-target";
+    case WIRE_ERROR_QUEUE_FULL:
+        return "queue-full";
+    case WIRE_ERROR_CONFIG_INVALID:
+        return "config-invalid";
+    case WIRE_ERROR_SHUTTING_DOWN:
+        return "shutting-down";
+    case WIRE_ERROR_TOO_MANY_CONNECTIONS:
+        return "too-many-connections";
+    case WIRE_ERROR_INTERNAL:
+        return "internal";
+    case _WIRE_ERROR_MAX:
+        break;
+    }
+    return NULL;
+}
+
+WireError wire_error_from_string(const char *s)
+{
+    for (WireError e = 0; e < _WIRE_ERROR_MAX; e++)
+        if (s && strcmp(s, wire_error_to_string(e)) == 0)
+            return e;
+    return _WIRE_ERROR_MAX;
+}
+
+const char *wire_event_to_string(WireEvent e)
+{
+    switch (e) {
+    case WIRE_EVENT_DEVICE_ADDED:
+        return "device.added";
+    case WIRE_EVENT_DEVICE_REMOVED:
+        return "device.removed";
+    case WIRE_EVENT_DEVICE_CHANGED:
+        return "device.changed";
+    case WIRE_EVENT_JOB_QUEUED:
+        return "job.queued";
+    case WIRE_EVENT_JOB_STARTED:
+        return "job.started";
+    case WIRE_EVENT_JOB_CHANGED:
+        return "job.changed";
+    case WIRE_EVENT_JOB_PROGRESS:
+        return "job.progress";
+    case WIRE_EVENT_JOB_FINISHED:
+        return "job.finished";
+    case WIRE_EVENT_DROPPED:
+        return "dropped";
+    case _WIRE_EVENT_MAX:
+        break;
+    }
+    return NULL;
+}
+
+WireEvent wire_event_from_string(const char *s)
+{
+    for (WireEvent e = 0; e < _WIRE_EVENT_MAX; e++)
+        if (s && strcmp(s, wire_event_to_string(e)) == 0)
+            return e;
+    return _WIRE_EVENT_MAX;
+}
+
+bool wire_job_state_is_valid(const char *s)
+{
+    /* The Job states of docs/protocol.md; the daemon maps them with job_state_from_string(). */
+    static const char *const states[] = {
+            "queued",      "waiting-for-board", "detaching", "waiting-for-replug", "downloading",
+            "manifesting", "succeeded",         "failed",    "cancelled",
+    };
+
+    for (size_t i = 0; i < ELEMENTSOF(states); i++)
+        if (s && strcmp(s, states[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The length of the sequence starting at s[0] if it is valid, else 0. RFC 3629 table 4. */
+static size_t utf8_sequence(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t n;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4;
+    else
+        return 0; /* continuation byte, overlong lead 0xc0/0xc1, or above U+10FFFF */
+    if (c == 0xe0)
+        lo = 0xa0; /* overlong */
+    else if (c == 0xed)
+        hi = 0x9f; /* surrogates */
+    else if (c == 0xf0)
+        lo = 0x90; /* overlong */
+    else if (c == 0xf4)
+        hi = 0x8f; /* above U+10FFFF */
+    if (left < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+bool wire_utf8_is_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_sequence(p + i, len - i);
+
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+/* ---- framing ---- */
+
+void wire_framer_init(WireFramer *f, size_t max_line)
+{
+    *f = (WireFramer){.max_line = max_line};
+}
+
+void wire_framer_done(WireFramer *f)
+{
+    free(f->buf);
+    *f = (WireFramer){.max_line = f->max_line};
+}
+
+/* Move the pending bytes to the front, so the space behind them is whole. */
+static void framer_compact(WireFramer *f)
+{
+    if (f->start == 0)
+        return;
+    memmove(f->buf, f->buf + f->start, f->len - f->start);
+    f->len -= f->start;
+    f->scanned -= f->start;
+    f->start = 0;
+}
+
+int wire_framer_space(WireFramer *f, char **ret, size_t *ret_size)
+{
+    size_t limit = f->max_line + 1; /* the longest line and its newline */
+
+    framer_compact(f);
+    if (f->len >= limit)
+        return -EMSGSIZE;
+    if (f->len == f->size) {
+        size_t size = f->size ? f->size * 2 : 4096;
+        char *b;
+
+        if (size > limit)
+            size = limit;
+        b = realloc(f->buf, size + 1); /* + 1: room for the NUL next() writes */
+        if (!b)
+            return -ENOMEM;
+        f->buf = b;
+        f->size = size;
+    }
+    *ret = f->buf + f->len;
+    *ret_size = f->size - f->len;
+    return 0;
+}
+
+void wire_framer_advance(WireFramer *f, size_t n)
+{
+    f->len += n;
+}
+
+int wire_framer_feed(WireFramer *f, const void *data, size_t n)
+{
+    const char *p = data;
+
+    while (n > 0) {
+        char *space;
+        size_t size;
+        int r;
+
+        r = wire_framer_space(f, &space, &size);
+        if (r < 0)
+            return r;
+        if (size > n)
+            size = n;
+        memcpy(space, p, size);
+        wire_framer_advance(f, size);
+        p += size;
+        n -= size;
+    }
+    return 0;
+}
+
+int wire_framer_next(WireFramer *f, char **ret_line, size_t *ret_len)
+{
+    char *nl;
+
+    if (f->scanned < f->start)
+        f->scanned = f->start;
+    nl = f->len > f->scanned ? memchr(f->buf + f->scanned, '\n', f->len - f->scanned) : NULL;
+    if (!nl) {
+        f->scanned = f->len;
+        /* The line already holds more than max_line bytes and no newline. */
+        if (f->len - f->start > f->max_line)
+            return -EMSGSIZE;
+        if (f->start == f->len)
+            f->start = f->len = f->scanned = 0; /* all consumed: start over cheaply */
+        return 0;
+    }
+    *nl = '\0';
+    *ret_line = f->buf + f->start;
+    *ret_len = (size_t)(nl - (f->buf + f->start));
+    f->start = f->scanned = (size_t)(nl - f->buf) + 1;
+    if (*ret_len > f->max_line)
+        return -EMSGSIZE;
+    return 1;
+}
+
+size_t wire_framer_pending(const WireFramer *f)
+{
+    return f->len - f->start;
+}
+
+/* ---- ids and builders ---- */
+
+bool wire_id_equal(const WireId *a, const WireId *b)
+{
+    if (a->type != b->type)
+        return false;
+    switch (a->type) {
+    case WIRE_ID_NULL:
+        return true;
+    case WIRE_ID_INT:
+        return a->num == b->num;
+    case WIRE_ID_STRING:
+        return strcmp(a->str, b->str) == 0;
+    }
+    return false;
+}
+
+static json_object *id_to_json(const WireId *id)
+{
+    switch (id ? id->type : WIRE_ID_NULL) {
+    case WIRE_ID_NULL:
+        return NULL;
+    case WIRE_ID_INT:
+        return json_object_new_int64((int64_t)id->num);
+    case WIRE_ID_STRING:
+        return json_object_new_string(id->str);
+    }
+    return NULL;
+}
+
+/* Add val under key, taking it; a NULL val means JSON null unless it was an allocation failure. */
+static int add(json_object *o, const char *key, json_object *val, bool may_be_null)
+{
+    if (!val && !may_be_null)
+        return -ENOMEM;
+    if (json_object_object_add(o, key, val) < 0) {
+        json_object_put(val);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* Serialise o as one line with its newline; o keeps its reference. */
+static int to_line(json_object *o, char **ret)
+{
+    const char *s;
+    size_t n;
+    char *line;
+
+    s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (!s)
+        return -ENOMEM;
+    n = strlen(s);
+    line = malloc(n + 2);
+    if (!line)
+        return -ENOMEM;
+    memcpy(line, s, n);
+    line[n] = '\n';
+    line[n + 1] = '\0';
+    *ret = line;
+    return 0;
+}
+
+/* A borrowed object, or a fresh {} for NULL: a new reference either way. */
+static json_object *object_or_empty(json_object *o)
+{
+    return o ? json_object_get(o) : json_object_new_object();
+}
+
+static int add_id(json_object *o, const WireId *id)
+{
+    json_object *v = id_to_json(id);
+
+    return add(o, "id", v, !id || id->type == WIRE_ID_NULL);
+}
+
+int wire_build_reply(const WireId *id, json_object *result, char **ret)
+{
+    json_object *o = json_object_new_object();
+    int r;
+
+    if (!o)
+        return -ENOMEM;
+    r = add_id(o, id);
+    if (r >= 0)
+        r = add(o, "result", object_or_empty(result), false);
+    if (r >= 0)
+        r = to_line(o, ret);
+    json_object_put(o);
+    return r;
+}
+
+static json_object *error_object(WireError code, const char *message, const char *detail)
+{
+    json_object *e = json_object_new_object();
+    const char *name = wire_error_to_string(code);
+    int r;
+
+    if (!e || !name)
+        return json_object_put(e), NULL;
+    r = add(e, "code", json_object_new_string(name), false);
+    if (r >= 0)
+        r = add(e, "message", json_object_new_string(message ? message : name), false);
+    if (r >= 0 && detail)
+        r = add(e, "detail", json_object_new_string(detail), false);
+    if (r < 0)
+        return json_object_put(e), NULL;
+    return e;
+}
+
+int wire_build_error(const WireId *id, WireError code, const char *message, const char *detail,
+                     char **ret)
+{
+    json_object *o = json_object_new_object();
+    int r;
+
+    if (!o)
+        return -ENOMEM;
+    if (!wire_error_to_string(code))
+        return json_object_put(o), -EINVAL;
+    r = add_id(o, id);
+    if (r >= 0)
+        r = add(o, "error", error_object(code, message, detail), false);
+    if (r >= 0)
+        r = to_line(o, ret);
+    json_object_put(o);
+    return r;
+}
+
+int wire_build_event(WireEvent event, json_object *data, char **ret)
+{
+    const char *name = wire_event_to_string(event);
+    json_object *o;
+    int r;
+
+    if (!name)
+        return -EINVAL;
+    o = json_object_new_object();
+    if (!o)
+        return -ENOMEM;
+    r = add(o, "event", json_object_new_string(name), false);
+    if (r >= 0)
+        r = add(o, "data", object_or_empty(data), false);
+    if (r >= 0)
+        r = to_line(o, ret);
+    json_object_put(o);
+    return r;
+}
+
+int wire_build_request(const WireId *id, WireMethod method, json_object *params, char **ret)
+{
+    const char *name = wire_method_to_string(method);
+    json_object *o;
+    int r;
+
+    if (!name || !id || id->type == WIRE_ID_NULL)
+        return -EINVAL;
+    o = json_object_new_object();
+    if (!o)
+        return -ENOMEM;
+    r = add_id(o, id);
+    if (r >= 0)
+        r = add(o, "method", json_object_new_string(name), false);
+    if (r >= 0 && params && json_object_object_length(params) > 0)
+        r = add(o, "params", json_object_get(params), false);
+    if (r >= 0)
+        r = to_line(o, ret);
+    json_object_put(o);
+    return r;
+}
