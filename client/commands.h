@@ -45,6 +45,44 @@ int cmd_inspect(int argc, char *argv[]);
 /* cmd-pack.c */
 int cmd_pack(int argc, char *argv[]);
 
+/* cmd-status.c: status, devices, pause, resume, reload */
+int cmd_status(int argc, char *argv[]);
+int cmd_devices(int argc, char *argv[]);
+int cmd_pause(int argc, char *argv[]);
+int cmd_resume(int argc, char *argv[]);
+int cmd_reload(int argc, char *argv[]);
+
+/* cmd-jobs.c: jobs, job, cancel */
+int cmd_jobs(int argc, char *argv[]);
+int cmd_job(int argc, char *argv[]);
+int cmd_cancel(int argc, char *argv[]);
+
+/* cmd-flash.c */
+int cmd_flash(int argc, char *argv[]);
+
+/* cmd-watch.c */
+int cmd_watch(int argc, char *argv[]);
+
+/* Options every daemon command takes, for its getopt_long table. */
+#define CTL_OPT_SOCKET 0x100
+#define CTL_COMMON_OPTIONS                                              \
+    {"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'}, \
+    {                                                                   \
+        "socket", required_argument, NULL, CTL_OPT_SOCKET               \
+    }
+#define CTL_COMMON_HELP                                                          \
+    "  --json          print the daemon's answer as JSON\n"                      \
+    "  --socket PATH   espdfud's control socket (default $ESPDFU_SOCKET, else\n" \
+    "                  /run/espdfud/espdfud.sock)\n"                             \
+    "  -h, --help      this text\n"
+
+/*
+ * For commands with only the common options: parses them, printing help
+ * (usage: the text before CTL_COMMON_HELP). Returns -1 to go on, with optind
+ * at the first operand, or the exit code to return.
+ */
+int ctl_common_args(const char *command, int argc, char *argv[], const char *usage, bool *json);
+
 /* espdfuctl.c */
 
 /* "espdfuctl: CONTEXT: message [code]" on stderr; returns exit_code. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "conn.h"
 #include "util.h"
 
 #define PROGRAM "espdfuctl"
@@ -32,9 +33,76 @@ static const CtlCommand commands[] = {
                 .summary = "Build a dfu.bin byte-identical to ESP-IDF's mkdfu.py",
                 .run = cmd_pack,
         },
-        /* The daemon's commands (devices, jobs, job, status, flash, cancel, watch,
-         * pause, resume, reload) join here, one cmd-<group>.c each, with
-         * .needs_daemon = true. */
+        {
+                .name = "status",
+                .synopsis = "[--json]",
+                .summary = "Boards, flashing, queued, results, paused, version",
+                .needs_daemon = true,
+                .run = cmd_status,
+        },
+        {
+                .name = "devices",
+                .synopsis = "[--json]",
+                .summary = "The boards espdfud sees, one per port",
+                .needs_daemon = true,
+                .run = cmd_devices,
+        },
+        {
+                .name = "jobs",
+                .synopsis = "[--state S] [--path P] [--limit N] [--json]",
+                .summary = "Flash jobs, newest last",
+                .needs_daemon = true,
+                .run = cmd_jobs,
+        },
+        {
+                .name = "job",
+                .synopsis = "ID [--json]",
+                .summary = "One job in full: state history, progress, error",
+                .needs_daemon = true,
+                .run = cmd_job,
+        },
+        {
+                .name = "flash",
+                .synopsis = "IMAGE [--path P]... [--all] [--chip C] [--wait] [--json] ...",
+                .summary = "Queue jobs that write IMAGE (opened by you) to boards",
+                .needs_daemon = true,
+                .run = cmd_flash,
+        },
+        {
+                .name = "cancel",
+                .synopsis = "ID [--json]",
+                .summary = "Cancel a queued or running job",
+                .needs_daemon = true,
+                .run = cmd_cancel,
+        },
+        {
+                .name = "watch",
+                .synopsis = "[--once] [--json]",
+                .summary = "The station screen: every port, live",
+                .needs_daemon = true,
+                .run = cmd_watch,
+        },
+        {
+                .name = "pause",
+                .synopsis = "[--json]",
+                .summary = "Stop flashing arriving boards by the rules",
+                .needs_daemon = true,
+                .run = cmd_pause,
+        },
+        {
+                .name = "resume",
+                .synopsis = "[--json]",
+                .summary = "Flash arriving boards by the rules again",
+                .needs_daemon = true,
+                .run = cmd_resume,
+        },
+        {
+                .name = "reload",
+                .synopsis = "[--json]",
+                .summary = "Re-read espdfud's configuration",
+                .needs_daemon = true,
+                .run = cmd_reload,
+        },
 };
 
 const char *ctl_exit_describe(CtlExit e)
@@ -88,6 +156,31 @@ int ctl_bad_option(const char *command, int c, char *const argv[])
     return ctl_usage(command, "unknown option '%s'", argv[optind - 1]);
 }
 
+int ctl_common_args(const char *command, int argc, char *argv[], const char *usage, bool *json)
+{
+    static const struct option options[] = {
+            CTL_COMMON_OPTIONS,
+            {},
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+        switch (c) {
+        case 'h':
+            printf("%s\n" CTL_COMMON_HELP, usage);
+            return CTL_EXIT_OK;
+        case 'j':
+            *json = true;
+            break;
+        case CTL_OPT_SOCKET:
+            ctl_set_socket(optarg);
+            break;
+        default:
+            return ctl_bad_option(command, c, argv);
+        }
+    return -1;
+}
+
 static void list_commands(bool needs_daemon, const char *title)
 {
     bool any = false;
@@ -105,9 +198,11 @@ static void list_commands(bool needs_daemon, const char *title)
 
 static void help(void)
 {
-    printf("Usage: " PROGRAM " [--help] [--version] COMMAND [ARGS]...\n\n"
+    printf("Usage: " PROGRAM " [--help] [--version] [--socket PATH] COMMAND [ARGS]...\n\n"
            "Flash ESP32-S2/S3/P4 boards over USB DFU through espdfud, and work with the\n"
-           "dfu.bin images ESP-IDF's `idf.py dfu` makes.\n");
+           "dfu.bin images ESP-IDF's `idf.py dfu` makes.\n\n"
+           "  --socket PATH  espdfud's control socket (also $ESPDFU_SOCKET;\n"
+           "                 default " CTL_DEFAULT_SOCKET ")\n");
     list_commands(true, "Commands that talk to espdfud");
     list_commands(false, "Commands that need no daemon");
     printf("\nRun '" PROGRAM " COMMAND --help' (or '" PROGRAM " help COMMAND') for its options.\n\n"
@@ -154,6 +249,7 @@ int main(int argc, char *argv[])
     static const struct option options[] = {
             {"help", no_argument, NULL, 'h'},
             {"version", no_argument, NULL, 'V'},
+            {"socket", required_argument, NULL, CTL_OPT_SOCKET},
             {},
     };
     const CtlCommand *cmd;
@@ -169,6 +265,9 @@ int main(int argc, char *argv[])
         case 'V':
             printf(PROGRAM " %s\n", ESPDFU_VERSION);
             return CTL_EXIT_OK;
+        case CTL_OPT_SOCKET:
+            ctl_set_socket(optarg);
+            break;
         default:
             return ctl_bad_option(NULL, c, argv);
         }
