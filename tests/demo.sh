@@ -23,9 +23,14 @@ case "${1:-}" in
 esac
 
 "$top/tests/install-deps.sh"
+# ESPDFU_DEMO_BUILD: an existing build tree to use as it is configured (the
+# CTest test "demo" runs this script on the sanitizer build).
 build=${ESPDFU_DEMO_BUILD:-$top/build-demo}
+if [[ ! -f $build/CMakeCache.txt ]]; then
+    echo "demo: configuring $build"
+    cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+fi
 echo "demo: building in $build"
-cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)" --target espdfud espdfuctl espdfu-emu >/dev/null
 ctl=$build/client/espdfuctl
 emu=$build/tests/espdfu-emu
@@ -47,7 +52,12 @@ trap 'exit 130' INT TERM
 run_as=()
 if [[ $(id -u) -eq 0 ]]; then
     run_as=(setpriv --reuid=nobody --regid=nogroup --clear-groups --)
-    chown nobody:nogroup "$work"
+    if "${run_as[@]}" test -x "$build/daemon/espdfud" -a -x "$emu"; then
+        chown nobody:nogroup "$work"
+    else
+        echo "demo: warning: user nobody cannot reach $build; running espdfud as root" >&2
+        run_as=()
+    fi
 fi
 
 # Sample firmware, as `idf.py dfu` would pack it: bootloader, partition table, app.
