@@ -537,6 +537,85 @@ out:
     ctx_done(&c);
 }
 
+/* A job for an empty port waits for the next board plugged there, then flashes it. */
+static void case_empty_port(void)
+{
+    g_autofree char *state = NULL;
+    EmuBoard *b;
+    Run run = {};
+    Ctx c;
+
+    ctx_init(&c);
+    write_config(&c, "workers = 4");
+    require(daemon_start(&c), "espdfud did not start");
+    check(ctl(&c, false, &run, "flash", FIXTURE, "--path", "1-5") == 0, "flash failed");
+    run_done(&run);
+    state = job_state(&c, 1, NULL);
+    check(strcmp(state, "waiting-for-board") == 0, "job 1 is %s before the plug", state);
+    b = plug(&c, "1-5", "esp32s2:runtime");
+    for (int i = 0; i < 150 && strcmp(state, "succeeded") != 0; i++) {
+        emu_iterate(c.e, 100);
+        g_free(state);
+        state = job_state(&c, 1, NULL);
+    }
+    check(strcmp(state, "succeeded") == 0, "job 1 is %s after the plug", state);
+    check(received_image(&c, b), "the board plugged later did not receive the image");
+out:
+    run_done(&run);
+    ctx_done(&c);
+}
+
+/*
+ * Socket activation, as espdfud.socket does it: systemd-socket-activate owns
+ * the listening socket and starts espdfud (passing it with LISTEN_FDS) when
+ * the first client connects.
+ */
+static void case_socket_activation(void)
+{
+    char *argv[] = {"systemd-socket-activate",
+                    "-l",
+                    NULL, /* the socket */
+                    "-E",
+                    "LD_PRELOAD",
+                    "-E",
+                    "UMOCKDEV_DIR",
+                    "-E",
+                    "ASAN_OPTIONS",
+                    "-E",
+                    "UBSAN_OPTIONS",
+                    ESPDFUD,
+                    "--config",
+                    NULL, /* the config */
+                    "--state-dir",
+                    NULL, /* the state dir */
+                    NULL};
+    EmuBoard *b;
+    Run run = {};
+    Ctx c;
+    int r;
+
+    ctx_init(&c);
+    write_config(&c, "socket = /nonexistent/not-used-when-activated.sock");
+    argv[2] = c.sock;
+    argv[13] = c.conf;
+    argv[15] = c.state;
+    b = plug(&c, "1-1", "esp32s2:dfu");
+    r = emu_spawn(c.e, argv, NULL, false, &c.daemon);
+    require(r == 0, "cannot run systemd-socket-activate: %s", g_strerror(-r));
+    c.pid = emu_child_pid(c.daemon);
+    require(emu_iterate_until(c.e, socket_ready, c.sock, 10000), "no socket");
+    /* The first connection starts espdfud; it answers on the socket it was given. */
+    check(ctl(&c, false, &run, "devices") == 0, "devices through the activated socket failed");
+    check(strstr(run.out, "1-1") && strstr(run.out, "esp32s2"), "no board 1-1 in: %s", run.out);
+    run_done(&run);
+    check(ctl(&c, false, &run, "flash", FIXTURE, "--path", "1-1", "--wait") == 0,
+          "flash --wait through the activated socket failed");
+    check(received_image(&c, b), "the board did not receive the image byte-exact");
+out:
+    run_done(&run);
+    ctx_done(&c);
+}
+
 /* nobody: may read (devices, jobs), may not flash (exit 4, the group named). */
 static void case_unprivileged(void)
 {
@@ -646,6 +725,8 @@ static const struct {
         {"unprivileged", case_unprivileged},
         {"unreadable", case_unreadable},
         {"errors", case_errors},
+        {"empty-port", case_empty_port},
+        {"socket-activation", case_socket_activation},
 };
 
 int main(int argc, char **argv)
