@@ -66,6 +66,7 @@ typedef struct Device {
     DevicePlug plug;
     bool present;       /* false while it re-enumerates (REPLUGGING) */
     bool auto_consumed; /* a rule already queued a job for this plug: once per plug */
+    bool unconfirmed;   /* during a rescan: not seen by the enumeration yet */
     /* We reset it: until this CLOCK_MONOTONIC time a leave-and-return is the same plug. */
     uint64_t replug_deadline_usec;
     uint64_t last_job;       /* the last job that ran on this plug, 0 if none */

@@ -402,6 +402,8 @@ static void board_arrived(Manager *m, const DeviceInfo *info)
     Device *d = device_table_get(m->devices, info->path);
     int r;
 
+    if (d)
+        d->unconfirmed = false;
     if (d && d->present) {
         if (d->info.busnum == info->busnum && d->info.devnum == info->devnum) {
             /* bind/change of the same enumeration */
@@ -436,13 +438,52 @@ static void board_arrived(Manager *m, const DeviceInfo *info)
     manager_auto_flash(m, d);
 }
 
+/*
+ * uevents were lost: enumerate again (arrivals and changes come through
+ * on_uevent as at coldplug), then every present board the enumeration did not
+ * see has left without its "remove".
+ */
+static void manager_rescan(Manager *m)
+{
+    _cleanup_free_ char(*gone)[DEVICE_PATH_MAX] = NULL;
+    size_t n = 0;
+    Device *d;
+    int r;
+
+    log_warning("udev events were lost (receive buffer overflow): rescanning the USB devices");
+    for (d = device_table_next(m->devices, NULL); d; d = device_table_next(m->devices, d))
+        d->unconfirmed = d->present;
+    r = monitor_enumerate(m->monitor);
+    if (r < 0) {
+        log_errno(LOG_ERR, r, "cannot rescan the USB devices");
+        return;
+    }
+    gone = calloc(device_table_count(m->devices) + 1, sizeof(*gone));
+    if (!gone) {
+        log_error("cannot rescan the USB devices: out of memory");
+        return;
+    }
+    for (d = device_table_next(m->devices, NULL); d; d = device_table_next(m->devices, d))
+        if (d->unconfirmed)
+            snprintf(gone[n++], DEVICE_PATH_MAX, "%s", d->info.path);
+    for (size_t i = 0; i < n; i++)
+        board_left(m, gone[i]);
+}
+
 static void on_uevent(void *userdata, MonitorAction action, struct udev_device *ud)
 {
     Manager *m = userdata;
-    const char *path = udev_device_get_sysname(ud);
+    const char *path;
     DeviceInfo info;
     int r;
 
+    if (action == MONITOR_LOST) {
+        manager_rescan(m);
+        manager_pump(m);
+        manager_update_status(m);
+        return;
+    }
+    path = udev_device_get_sysname(ud);
     if (!path)
         return;
     if (action == MONITOR_REMOVE)

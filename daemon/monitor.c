@@ -34,10 +34,19 @@ static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *userda
 
     /* Drain: receive_device() returns NULL once nothing is queued (it polls with
      * a zero timeout), so this never blocks the loop. */
-    while ((d = udev_monitor_receive_device(m->monitor))) {
+    for (;;) {
+        errno = 0;
+        d = udev_monitor_receive_device(m->monitor);
+        if (!d)
+            break;
         monitor_dispatch(m, d);
         udev_device_unref(d);
     }
+    /* Without CAP_NET_ADMIN (the hardened unit) the socket buffer cannot grow past
+     * net.core.rmem_max, and a burst of replugs on many ports can overflow it. The
+     * kernel then drops uevents and says so once with ENOBUFS. */
+    if (errno == ENOBUFS)
+        m->handler(m->userdata, MONITOR_LOST, NULL);
     return 0;
 }
 

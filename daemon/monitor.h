@@ -18,6 +18,9 @@ struct udev_device;
 typedef enum MonitorAction {
     MONITOR_ADD, /* add, bind, change, and every device found at coldplug */
     MONITOR_REMOVE,
+    /* Events were lost (the netlink receive buffer overflowed; the device is NULL):
+     * the handler must rescan, since adds and removes may both be missing. */
+    MONITOR_LOST,
 } MonitorAction;
 
 typedef void (*MonitorHandler)(void *userdata, MonitorAction action, struct udev_device *d);
