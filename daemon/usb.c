@@ -23,7 +23,7 @@ struct UsbBoard {
     int fd;
     int last_libusb_error;
     bool claimed;
-    uint16_t vid, pid, bcd_device;
+    uint16_t vid, pid;
     uint8_t interface;
     UsbDfuMode mode;
     DfuFunctional functional;
@@ -31,19 +31,6 @@ struct UsbBoard {
 };
 
 static UsbLogFn usb_log_fn;
-
-const char *usb_dfu_mode_to_string(UsbDfuMode m)
-{
-    switch (m) {
-    case USB_DFU_NONE:
-        return "none";
-    case USB_DFU_RUNTIME:
-        return "runtime";
-    case USB_DFU_MODE:
-        return "dfu";
-    }
-    return NULL;
-}
 
 int usb_errno_from_libusb(int e)
 {
@@ -262,7 +249,6 @@ static int usb_open_fd(UsbBoard *b, const char *devnode, ErrInfo *err)
                        libusb_error_name(r));
     b->vid = desc.idVendor;
     b->pid = desc.idProduct;
-    b->bcd_device = desc.bcdDevice;
     return 0;
 }
 
@@ -323,24 +309,9 @@ uint16_t usb_board_pid(const UsbBoard *b)
     return b->pid;
 }
 
-uint16_t usb_board_bcd_device(const UsbBoard *b)
-{
-    return b->bcd_device;
-}
-
 UsbDfuMode usb_board_mode(const UsbBoard *b)
 {
     return b->mode;
-}
-
-uint8_t usb_board_interface(const UsbBoard *b)
-{
-    return b->interface;
-}
-
-const DfuFunctional *usb_board_functional(const UsbBoard *b)
-{
-    return &b->functional;
 }
 
 const DfuTransport *usb_board_transport(UsbBoard *b)

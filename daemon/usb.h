@@ -26,8 +26,6 @@ typedef enum UsbDfuMode {
     USB_DFU_MODE,    /* bInterfaceProtocol 2: ready to download */
 } UsbDfuMode;
 
-const char *usb_dfu_mode_to_string(UsbDfuMode m); /* "none", "runtime", "dfu" */
-
 typedef struct UsbBoard UsbBoard;
 
 typedef void (*UsbLogFn)(int priority, const char *message); /* syslog priorities */
@@ -44,10 +42,7 @@ UsbBoard *usb_board_close(UsbBoard *b); /* NULL-safe, returns NULL */
 
 uint16_t usb_board_vid(const UsbBoard *b);
 uint16_t usb_board_pid(const UsbBoard *b);
-uint16_t usb_board_bcd_device(const UsbBoard *b);
 UsbDfuMode usb_board_mode(const UsbBoard *b);
-uint8_t usb_board_interface(const UsbBoard *b);
-const DfuFunctional *usb_board_functional(const UsbBoard *b);
 const DfuTransport *usb_board_transport(UsbBoard *b);
 
 /* Fill a DfuSession for this board (transport, interface, functional, config). */
