@@ -37,6 +37,10 @@ static int print_status(json_object *r)
     printf("          OK: %lld\n", (long long)jint(r, "succeeded"));
     printf("      Failed: %lld\n", (long long)jint(r, "failed"));
     printf("   Cancelled: %lld\n", (long long)jint(r, "cancelled"));
+    /* Only when it matters: finished jobs that are not on disk yet (a full disk). */
+    if (jint(r, "history_pending") > 0)
+        printf("     History: %lld records not written yet: %s\n",
+               (long long)jint(r, "history_pending"), jstr(r, "history_error") ?: "?");
     printf("  Auto-flash: %s\n", paused ? "paused (espdfuctl resume)" : "on");
     printf("     Workers: %lld\n", (long long)jint(r, "workers"));
     printf("    Protocol: %lld\n", (long long)jint(r, "protocol"));

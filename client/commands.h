@@ -57,6 +57,9 @@ int cmd_jobs(int argc, char *argv[]);
 int cmd_job(int argc, char *argv[]);
 int cmd_cancel(int argc, char *argv[]);
 
+/* cmd-history.c */
+int cmd_history(int argc, char *argv[]);
+
 /* cmd-flash.c */
 int cmd_flash(int argc, char *argv[]);
 

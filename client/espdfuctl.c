@@ -62,6 +62,13 @@ static const CtlCommand commands[] = {
                 .run = cmd_job,
         },
         {
+                .name = "history",
+                .synopsis = "[--path P] [--result R] [--since TIME] [--limit N] [--json]",
+                .summary = "Finished jobs as recorded on disk, across restarts",
+                .needs_daemon = true,
+                .run = cmd_history,
+        },
+        {
                 .name = "flash",
                 .synopsis = "IMAGE [--path P]... [--all] [--chip C] [--wait] [--json] ...",
                 .summary = "Queue jobs that write IMAGE (opened by you) to boards",

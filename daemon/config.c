@@ -141,6 +141,7 @@ int config_new_default(Config **ret)
     c->replug_timeout_ms = 10000;
     c->job_timeout_s = 600;
     c->retries = 1;
+    c->history_max_mb = CONFIG_HISTORY_MAX_MB_DEFAULT;
     c->auto_flash = true;
     *ret = TAKE_PTR(c);
     return 0;
@@ -215,6 +216,7 @@ typedef enum Key {
     KEY_REPLUG_TIMEOUT,
     KEY_JOB_TIMEOUT,
     KEY_RETRIES,
+    KEY_HISTORY_MAX_MB,
     KEY_EXTRA_PIDS,
     KEY_GROUP,
     KEY_AUTO_FLASH,
@@ -524,6 +526,11 @@ static void key_retries(Parser *p, const char *key, const char *v)
     key_number(p, key, v, 0, CONFIG_RETRIES_MAX, &p->config->retries);
 }
 
+static void key_history_max_mb(Parser *p, const char *key, const char *v)
+{
+    key_number(p, key, v, 1, CONFIG_HISTORY_MAX_MB_MAX, &p->config->history_max_mb);
+}
+
 static void key_extra_pids(Parser *p, const char *key, const char *v)
 {
     _cleanup_free_ char *copy = strdup(v);
@@ -690,6 +697,7 @@ static const struct {
         [KEY_REPLUG_TIMEOUT] = {"replug-timeout-ms", SECTION_DAEMON, key_replug_timeout},
         [KEY_JOB_TIMEOUT] = {"job-timeout-s", SECTION_DAEMON, key_job_timeout},
         [KEY_RETRIES] = {"retries", SECTION_DAEMON, key_retries},
+        [KEY_HISTORY_MAX_MB] = {"history-max-mb", SECTION_DAEMON, key_history_max_mb},
         [KEY_EXTRA_PIDS] = {"extra-pids", SECTION_DAEMON, key_extra_pids},
         [KEY_GROUP] = {"group", SECTION_DAEMON, key_group},
         [KEY_AUTO_FLASH] = {"auto-flash", SECTION_DAEMON, key_auto_flash},

@@ -36,6 +36,9 @@
 #define CONFIG_RULE_NAME_MAX    40u /* inih keeps 49 bytes of a section name */
 #define CONFIG_PATH_PATTERN_MAX 63u
 #define CONFIG_ERRORS_MAX       64u
+/* history.jsonl is rotated past this; a record is ~1.5 KiB, so 64 MiB is ~40k jobs. */
+#define CONFIG_HISTORY_MAX_MB_DEFAULT 64u
+#define CONFIG_HISTORY_MAX_MB_MAX     4096u
 
 typedef enum RuleMode {
     RULE_MODE_ANY,
@@ -81,6 +84,7 @@ typedef struct Config {
     unsigned replug_timeout_ms;
     unsigned job_timeout_s;
     unsigned retries;
+    unsigned history_max_mb;
     uint16_t extra_pids[CONFIG_EXTRA_PIDS_MAX];
     size_t n_extra_pids;
     bool auto_flash;

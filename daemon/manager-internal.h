@@ -11,6 +11,7 @@
 #include "log.h"
 #include "manager.h"
 #include "monitor.h"
+#include "store.h"
 #include "worker.h"
 
 typedef struct HookRun {
@@ -38,6 +39,7 @@ struct Manager {
     DeviceTable *devices;
     JobQueue *jobs;    /* live */
     JobQueue *history; /* finished, at most MANAGER_HISTORY_MAX */
+    Store *store;      /* history.jsonl: every finished job, across restarts */
     Monitor *monitor;
     WorkerPool *pool;
     sd_event_source *pool_source;

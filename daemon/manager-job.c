@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job-json.h"
 #include "manager-internal.h"
 #include "timeutil.h"
 #include "util.h"
@@ -83,11 +84,26 @@ int manager_queue_job(Manager *m, const JobSpec *spec, Job **ret)
     return 0;
 }
 
+/* Written once the job is final and its worker is done: nothing changes it after. */
+static void job_record(Manager *m, const Job *j)
+{
+    json_object *o;
+
+    if (!m->store)
+        return;
+    o = job_to_json(j);
+    /* A write failure keeps the record pending and is logged by the store. */
+    if (!o || store_append(m->store, o) == -ENOMEM)
+        log_error("job %" PRIu64 ": out of memory, not written to the history", j->id);
+    json_object_put(o);
+}
+
 /* A finished job whose worker has answered leaves the live queue for the history. */
 static void job_retire(Manager *m, Job *j)
 {
     if (!job_state_is_final(j->state) || j->worker_active)
         return;
+    job_record(m, j);
     job_queue_remove(m->jobs, j);
     while (job_queue_count(m->history) >= MANAGER_HISTORY_MAX) {
         Job *oldest = job_queue_next(m->history, NULL);

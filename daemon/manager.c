@@ -69,6 +69,11 @@ void manager_get_stats(const Manager *m, ManagerStats *ret)
     ManagerStats s = {
             .succeeded = m->n_succeeded, .failed = m->n_failed, .cancelled = m->n_cancelled};
 
+    if (m->store) {
+        s.history_pending = store_pending(m->store);
+        s.history_dropped = store_dropped(m->store);
+        s.history_error = store_error(m->store);
+    }
     for (Device *d = device_table_next(m->devices, NULL); d; d = device_table_next(m->devices, d))
         if (d->present)
             s.boards++;
@@ -142,9 +147,29 @@ int manager_new(sd_event *e, const ManagerOptions *o, Config *config, ImageCache
 
 static void on_uevent(void *userdata, MonitorAction action, struct udev_device *d);
 
+/* Before anything can queue a job: ids continue after the largest ever recorded. */
+static int manager_open_store(Manager *m)
+{
+    int r;
+
+    r = store_new(m->event, m->config->state_dir,
+                  (uint64_t)m->config->history_max_mb * 1024u * 1024u, &m->store);
+    if (r < 0)
+        return log_errno(LOG_ERR, r, "cannot open the job history in %s", m->config->state_dir);
+    if (store_max_id(m->store) >= m->next_job_id)
+        m->next_job_id = store_max_id(m->store) + 1;
+    log_debug("history: %zu records preloaded, next job id %" PRIu64,
+              json_object_array_length(store_preloaded(m->store)), m->next_job_id);
+    return 0;
+}
+
 int manager_start(Manager *m)
 {
     int r;
+
+    r = manager_open_store(m);
+    if (r < 0)
+        return r;
 
     r = worker_pool_new(m->config->workers, NULL, &m->pool);
     if (r < 0)
@@ -230,6 +255,7 @@ Manager *manager_free(Manager *m)
     sd_event_source_disable_unref(m->stop_timer);
     job_queue_free(m->jobs);
     job_queue_free(m->history);
+    store_free(m->store);
     device_table_free(m->devices);
     config_free(m->config);
     image_cache_free(m->images);
@@ -547,8 +573,12 @@ int manager_reload(Manager *m, ConfigErrors *errors)
         strcmp(c->group, m->config->group) != 0)
         log_notice("socket= and group= take effect at the next start");
     /* Jobs hold their own image references and hook copies: the old rules can go. */
+    if (strcmp(c->state_dir, m->config->state_dir) != 0)
+        log_notice("state-dir= takes effect at the next start");
     config_free(m->config);
     m->config = TAKE_PTR(c);
+    if (m->store)
+        store_set_max_bytes(m->store, (uint64_t)m->config->history_max_mb * 1024u * 1024u);
     log_info("configuration reloaded from %s: %zu rule%s, auto-flash %s",
              m->config->path ? m->config->path : "built-in defaults", m->config->n_rules,
              m->config->n_rules == 1 ? "" : "s", m->config->auto_flash ? "on" : "off");
@@ -607,6 +637,11 @@ const Job *manager_get_job(Manager *m, uint64_t id)
     Job *j = job_queue_find(m->jobs, id);
 
     return j ? j : job_queue_find(m->history, id);
+}
+
+Store *manager_get_store(Manager *m)
+{
+    return m->store;
 }
 
 /* The job with the smallest id above `after` in q. */

@@ -60,12 +60,16 @@ typedef struct ManagerStats {
     size_t jobs_live;                      /* queued or running */
     size_t jobs_active;                    /* detaching .. manifesting */
     unsigned succeeded, failed, cancelled; /* since start */
+    size_t history_pending;                /* finished jobs not yet in history.jsonl */
+    uint64_t history_dropped;              /* of those, dropped (pending queue full) */
+    int history_error;                     /* the failing write's -errno, 0 when fine */
 } ManagerStats;
 
 /* Takes config and cache (also on failure). */
 int manager_new(sd_event *e, const ManagerOptions *o, Config *config, ImageCache *cache,
                 Manager **ret);
-/* Workers, the udev monitor, coldplug, then READY=1. */
+/* The history store (ids continue after its largest), workers, the udev
+ * monitor, coldplug, then READY=1. */
 int manager_start(Manager *m);
 /*
  * SIGTERM: no new jobs, every live job cancelled (running ones see their cancel
@@ -125,6 +129,8 @@ const Job *manager_get_job(Manager *m, uint64_t id);
 /* Every job known, live and finished, in id order: first with NULL. */
 const Job *manager_next_job(Manager *m, const Job *prev);
 void manager_get_stats(const Manager *m, ManagerStats *ret);
+/* The durable history (store.h); NULL before manager_start(). */
+struct Store *manager_get_store(Manager *m);
 
 int manager_subscribe(Manager *m, ManagerEventFn fn, void *userdata);
 void manager_unsubscribe(Manager *m, ManagerEventFn fn, void *userdata);

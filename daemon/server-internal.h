@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "job-json.h"
 #include "server.h"
 #include "wire.h"
 
@@ -92,8 +93,5 @@ void server_dispatch(Client *c, WireRequest *req, int fd);
 /* server-flash.c: the flash method; fd (or -1) is taken. */
 void server_flash(Client *c, const WireRequest *req, int fd);
 
-/* server-json.c: NULL on allocation failure. */
-json_object *json_time(uint64_t realtime_usec); /* null for 0 */
+/* server-json.c: NULL on allocation failure (Job: job-json.h). */
 json_object *device_to_json(Manager *m, const Device *d);
-json_object *job_to_json(const Job *j);
-json_object *job_progress_to_json(const Job *j);

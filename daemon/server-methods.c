@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "server-internal.h"
+#include "store.h"
 #include "timeutil.h"
 #include "util.h"
 
@@ -76,6 +77,11 @@ static void on_status(Client *c, const WireRequest *req, int fd)
     put(o, "failed", json_object_new_int64(st.failed));
     put(o, "cancelled", json_object_new_int64(st.cancelled));
     put(o, "paused", json_object_new_boolean(manager_is_paused(m)));
+    /* Non-zero while finished jobs cannot reach history.jsonl (a full disk). */
+    put(o, "history_pending", json_object_new_int64((int64_t)st.history_pending));
+    put(o, "history_dropped", json_object_new_int64((int64_t)st.history_dropped));
+    put(o, "history_error",
+        st.history_error ? json_object_new_string(strerror(-st.history_error)) : NULL);
     put(o, "workers", json_object_new_int64(manager_get_config(m)->workers));
     put(o, "uptime",
         json_object_new_int64(
@@ -111,17 +117,56 @@ static bool job_matches(const Job *j, const WireRequest *req)
     return false;
 }
 
+/* A record from before the restart: always final. */
+static bool record_matches(json_object *o, const WireRequest *req)
+{
+    json_object *path = NULL, *state = NULL;
+
+    json_object_object_get_ex(o, "path", &path);
+    json_object_object_get_ex(o, "state", &state);
+    if (req->jobs.path && strcmp(json_object_get_string(path), req->jobs.path) != 0)
+        return false;
+    switch (req->jobs.filter) {
+    case WIRE_JOBS_ALL:
+    case WIRE_JOBS_FINISHED:
+        return true;
+    case WIRE_JOBS_STATE:
+        return strcmp(json_object_get_string(state), req->jobs.state) == 0;
+    case WIRE_JOBS_ACTIVE:
+        return false;
+    }
+    return false;
+}
+
+/* The preloaded records, whose ids are below every job of this run, then the jobs. */
+static json_object *preloaded_of(Manager *m)
+{
+    Store *st = manager_get_store(m);
+
+    return st ? store_preloaded(st) : NULL;
+}
+
 static void on_jobs(Client *c, const WireRequest *req, int fd)
 {
     Manager *m = c->server->manager;
-    json_object *list = json_object_new_array();
-    size_t n = 0, skip = 0;
+    json_object *list = json_object_new_array(), *pre = preloaded_of(m);
+    size_t n = 0, skip = 0, n_pre = pre ? json_object_array_length(pre) : 0;
 
     /* "in id order, newest limit": count first, then skip the oldest. */
+    for (size_t i = 0; i < n_pre; i++)
+        n += record_matches(json_object_array_get_idx(pre, i), req);
     for (const Job *j = manager_next_job(m, NULL); j; j = manager_next_job(m, j))
         n += job_matches(j, req);
     if (req->jobs.limit && n > req->jobs.limit)
         skip = n - (size_t)req->jobs.limit;
+    for (size_t i = 0; i < n_pre && list; i++) {
+        json_object *o = json_object_array_get_idx(pre, i);
+
+        if (!record_matches(o, req) || (skip && skip--))
+            continue;
+        if (json_object_array_add(list, json_object_get(o)) < 0)
+            list = (json_object_put(list), NULL);
+    }
     for (const Job *j = manager_next_job(m, NULL); j && list; j = manager_next_job(m, j)) {
         if (!job_matches(j, req) || (skip && skip--))
             continue;
@@ -133,13 +178,45 @@ static void on_jobs(Client *c, const WireRequest *req, int fd)
 
 static void on_job(Client *c, const WireRequest *req, int fd)
 {
-    const Job *j = manager_get_job(c->server->manager, req->job.id);
+    Manager *m = c->server->manager;
+    const Job *j = manager_get_job(m, req->job.id);
+    json_object *record = NULL;
+    int r;
 
-    if (!j) {
+    if (j) {
+        client_send_result(c, &req->id, one("job", job_to_json(j)));
+        return;
+    }
+    /* Finished before the last restart, or pushed out of memory: the history has it. */
+    r = manager_get_store(m) ? store_find(manager_get_store(m), req->job.id, &record) : -ENOENT;
+    if (r == -ENOENT) {
         client_send_error(c, &req->id, WIRE_ERROR_NOT_FOUND, NULL, "no job %" PRIu64, req->job.id);
         return;
     }
-    client_send_result(c, &req->id, one("job", job_to_json(j)));
+    if (r < 0) {
+        reply_internal(c, &req->id, r, "reading the history");
+        return;
+    }
+    client_send_result(c, &req->id, one("job", record));
+}
+
+static void on_history(Client *c, const WireRequest *req, int fd)
+{
+    Store *st = manager_get_store(c->server->manager);
+    const StoreQuery q = {
+            .path = req->history.path,
+            .result = req->history.result,
+            .since = req->history.since,
+            .limit = req->history.limit,
+    };
+    json_object *records = NULL;
+    int r = st ? store_query(st, &q, &records) : -ENODEV;
+
+    if (r < 0) {
+        reply_internal(c, &req->id, r, "reading the history");
+        return;
+    }
+    client_send_result(c, &req->id, one("records", records));
 }
 
 static void on_subscribe(Client *c, const WireRequest *req, int fd)
@@ -212,7 +289,7 @@ static const Handler handlers[_WIRE_METHOD_MAX] = {
         [WIRE_METHOD_JOB] = on_job,         [WIRE_METHOD_SUBSCRIBE] = on_subscribe,
         [WIRE_METHOD_FLASH] = server_flash, [WIRE_METHOD_CANCEL] = on_cancel,
         [WIRE_METHOD_PAUSE] = on_pause,     [WIRE_METHOD_RESUME] = on_resume,
-        [WIRE_METHOD_RELOAD] = on_reload,
+        [WIRE_METHOD_RELOAD] = on_reload,   [WIRE_METHOD_HISTORY] = on_history,
 };
 
 /* Root, or the daemon's group as the primary or a supplementary group. */

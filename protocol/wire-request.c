@@ -44,6 +44,12 @@ static const Field jobs_fields[] = {
 static const Field id_fields[] = {
         {"id", FIELD_INT, true, 0, ID_MAX},
 };
+static const Field history_fields[] = {
+        {"path", FIELD_PATH, false, 0, WIRE_MAX_PATH},
+        {"result", FIELD_STRING, false, 0, 32},
+        {"since", FIELD_INT, false, 0, INT64_C(1) << 40},
+        {"limit", FIELD_INT, false, 1, WIRE_MAX_HISTORY_LIMIT},
+};
 static const Field flash_fields[] = {
         {"paths", FIELD_PATHS, false, 0, WIRE_MAX_PATHS},
         {"all", FIELD_BOOL, false, 0, 0},
@@ -277,6 +283,30 @@ static int fill_id(WireRequest *r, json_object *params, WireFailure *f)
     return 0;
 }
 
+static bool is_result(const char *s)
+{
+    return strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0;
+}
+
+static int fill_history(WireRequest *r, json_object *params, WireFailure *f)
+{
+    json_object *v = get(params, "result");
+    int k;
+
+    /* Only final states are recorded: anything else can never match. */
+    if (v && !is_result(json_object_get_string(v)))
+        return fail(f, WIRE_ERROR_BAD_REQUEST,
+                    "params.result: \"%.32s\" is not \"succeeded\", \"failed\" or \"cancelled\"",
+                    json_object_get_string(v));
+    r->history.since = (v = get(params, "since")) ? json_object_get_int64(v) : 0;
+    r->history.limit = (v = get(params, "limit")) ? (unsigned)json_object_get_int64(v)
+                                                  : WIRE_HISTORY_LIMIT_DEFAULT;
+    k = dup_string(params, "path", &r->history.path);
+    if (k >= 0)
+        k = dup_string(params, "result", &r->history.result);
+    return k;
+}
+
 static int fill_flash_paths(WireRequest *r, json_object *v)
 {
     size_t n = json_object_array_length(v);
@@ -328,6 +358,7 @@ static const MethodSpec methods[_WIRE_METHOD_MAX] = {
         [WIRE_METHOD_PAUSE] = {NULL, 0, fill_none},
         [WIRE_METHOD_RESUME] = {NULL, 0, fill_none},
         [WIRE_METHOD_RELOAD] = {NULL, 0, fill_none},
+        [WIRE_METHOD_HISTORY] = {history_fields, ELEMENTSOF(history_fields), fill_history},
 };
 
 /* ---- the envelope ---- */
@@ -436,6 +467,10 @@ void wire_request_done(WireRequest *r)
     case WIRE_METHOD_JOBS:
         free(r->jobs.state);
         free(r->jobs.path);
+        break;
+    case WIRE_METHOD_HISTORY:
+        free(r->history.path);
+        free(r->history.result);
         break;
     case WIRE_METHOD_FLASH:
         for (size_t i = 0; i < r->flash.n_paths; i++)

@@ -36,6 +36,8 @@ const char *wire_method_to_string(WireMethod m)
         return "resume";
     case WIRE_METHOD_RELOAD:
         return "reload";
+    case WIRE_METHOD_HISTORY:
+        return "history";
     case _WIRE_METHOD_MAX:
         break;
     }
@@ -65,6 +67,7 @@ bool wire_method_is_changing(WireMethod m)
     case WIRE_METHOD_JOBS:
     case WIRE_METHOD_JOB:
     case WIRE_METHOD_SUBSCRIBE:
+    case WIRE_METHOD_HISTORY:
     case _WIRE_METHOD_MAX:
         break;
     }

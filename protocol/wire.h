@@ -42,8 +42,10 @@
 #define WIRE_MAX_DEPTH               16                 /* JSON nesting accepted in a request */
 #define WIRE_MAX_CONNECTIONS         64u
 #define WIRE_MAX_CONNECTIONS_PER_UID 16u
-#define WIRE_MAX_FDS                 1u /* per request; only flash takes one */
-#define WIRE_PROGRESS_PER_SECOND     4u /* job.progress events per job per subscriber */
+#define WIRE_MAX_FDS                 1u    /* per request; only flash takes one */
+#define WIRE_PROGRESS_PER_SECOND     4u    /* job.progress events per job per subscriber */
+#define WIRE_MAX_HISTORY_LIMIT       1000u /* records in one `history` reply */
+#define WIRE_HISTORY_LIMIT_DEFAULT   100u
 
 typedef enum WireMethod {
     WIRE_METHOD_HELLO,
@@ -57,6 +59,7 @@ typedef enum WireMethod {
     WIRE_METHOD_PAUSE,
     WIRE_METHOD_RESUME,
     WIRE_METHOD_RELOAD,
+    WIRE_METHOD_HISTORY,
     _WIRE_METHOD_MAX,
 } WireMethod;
 
@@ -189,6 +192,12 @@ typedef struct WireRequest {
         struct {
             uint64_t id;
         } job; /* job and cancel */
+        struct {
+            char *path;     /* NULL: every port */
+            char *result;   /* NULL, or "succeeded", "failed", "cancelled" */
+            int64_t since;  /* Unix seconds; 0: from the beginning */
+            unsigned limit; /* 1..WIRE_MAX_HISTORY_LIMIT */
+        } history;
         struct {
             char **paths; /* n_paths strings; NULL when `paths` was absent */
             size_t n_paths;

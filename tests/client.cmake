@@ -12,7 +12,7 @@ if(ESPDFU_EMULATOR_TESTS)
                              ESPDFUCTL="$<TARGET_FILE:espdfuctl>"
                              FIXTURES_DIR="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
   add_dependencies(e2e-client espdfud espdfuctl)
-  foreach(case flash-wait flash-fail watch-json cancel unprivileged unreadable errors empty-port
+  foreach(case flash-wait history flash-fail watch-json cancel unprivileged unreadable errors empty-port
                socket-activation)
     add_test(NAME e2e-client-${case} COMMAND e2e-client ${case})
     set_tests_properties(e2e-client-${case} PROPERTIES ENVIRONMENT "${ESPDFU_SANITIZER_ENV}"

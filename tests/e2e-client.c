@@ -345,6 +345,33 @@ static char *job_state(Ctx *c, long id, size_t *ret_n_jobs)
     return state;
 }
 
+static int daemon_stop(Ctx *c)
+{
+    int status = -1, r;
+
+    kill(c->pid, SIGTERM);
+    r = emu_wait_child(c->e, c->daemon, 10000, &status, NULL);
+    c->daemon = NULL;
+    return r < 0 ? -1 : status;
+}
+
+/* A string at a dotted path ("records.0.image.sha256") in a JSON text; g_free it. */
+static char *json_at(const char *text, const char *dotted)
+{
+    json_object *root = json_tokener_parse(text), *o = root;
+    g_auto(GStrv) keys = g_strsplit(dotted, ".", -1);
+    char *s;
+
+    for (char **k = keys; *k && o; k++)
+        if (json_object_is_type(o, json_type_array))
+            o = json_object_array_get_idx(o, strtoul(*k, NULL, 10));
+        else if (!json_object_object_get_ex(o, *k, &o))
+            o = NULL;
+    s = g_strdup(o ? json_object_get_string(o) : "");
+    json_object_put(root);
+    return s;
+}
+
 /* ---- cases ---- */
 
 /* flash --wait: byte-exact, exit 0, then status, devices, jobs and job agree. */
@@ -384,6 +411,66 @@ static void case_flash_wait(void)
     run_done(&run);
     state = job_state(&c, 1, NULL);
     check(strcmp(state, "succeeded") == 0, "jobs --json says %s", state);
+out:
+    run_done(&run);
+    ctx_done(&c);
+}
+
+/* The history outlives a restart: records, `job 1`, and ids that never repeat. */
+static void case_history(void)
+{
+    g_autofree char *sha = NULL, *got = NULL;
+    Run run = {};
+    Ctx c;
+
+    ctx_init(&c);
+    write_config(&c, "workers = 4");
+    require(daemon_start(&c), "espdfud did not start");
+    plug(&c, "1-1", "esp32s2:dfu");
+    check(ctl(&c, false, &run, "flash", FIXTURE, "--path", "1-1", "--wait") == 0,
+          "flash --wait did not exit 0");
+    run_done(&run);
+    check(ctl(&c, false, &run, "job", "1", "--json") == 0, "job 1 failed");
+    sha = json_at(run.out, "job.image.sha256");
+    check(strlen(sha) == 64, "job 1 has no sha256: '%s'", sha);
+    run_done(&run);
+    check(daemon_stop(&c) == 0, "espdfud did not exit 0 at SIGTERM");
+    require(daemon_start(&c), "espdfud did not start again");
+    check(ctl(&c, false, &run, "history", "--json") == 0, "history failed");
+    got = json_at(run.out, "records.0.image.sha256");
+    check(strcmp(got, sha) == 0, "history sha256 '%s', want '%s'", got, sha);
+    g_free(got);
+    got = json_at(run.out, "records.0.path");
+    check(strcmp(got, "1-1") == 0, "history path '%s'", got);
+    g_free(got);
+    got = json_at(run.out, "records.0.state");
+    check(strcmp(got, "succeeded") == 0, "history state '%s'", got);
+    g_free(got);
+    got = json_at(run.out, "records.1.id");
+    check(got[0] == '\0', "more than one record: job %s", got);
+    run_done(&run);
+    check(ctl(&c, false, &run, "history", "--result", "failed") == 0, "history --result failed");
+    check(strstr(run.out, "No finished jobs recorded."), "a failed job appeared");
+    run_done(&run);
+    check(ctl(&c, false, &run, "history", "--since", "2000-01-01") == 0, "history --since");
+    sha[12] = '\0'; /* the table shows a prefix of the sha256 */
+    check(strstr(run.out, "RESULT") && strstr(run.out, "succeeded") && strstr(run.out, sha),
+          "history table");
+    run_done(&run);
+    check(ctl(&c, false, &run, "jobs") == 0, "jobs failed");
+    check(strstr(run.out, "succeeded") && strstr(run.out, "dfu.bin"), "jobs forgot job 1");
+    run_done(&run);
+    check(ctl(&c, false, &run, "job", "1") == 0, "job 1 failed after the restart");
+    check(strstr(run.out, "Job 1 on 1-1") && strstr(run.out, "State: succeeded"), "job 1 wrong");
+    run_done(&run);
+    check(ctl(&c, false, &run, "flash", FIXTURE, "--path", "1-1", "--wait") == 0,
+          "the second flash did not exit 0");
+    check(strstr(run.out, "job 2 [1-1] ok in "), "the new job is not job 2");
+    run_done(&run);
+    check(ctl(&c, false, &run, "history", "--limit", "1", "--json") == 0, "history --limit");
+    g_free(got);
+    got = json_at(run.out, "records.0.id");
+    check(strcmp(got, "2") == 0, "newest record is job %s", got);
 out:
     run_done(&run);
     ctx_done(&c);
@@ -718,15 +805,11 @@ static const struct {
     const char *name;
     void (*fn)(void);
 } cases[] = {
-        {"flash-wait", case_flash_wait},
-        {"flash-fail", case_flash_fail},
-        {"watch-json", case_watch_json},
-        {"cancel", case_cancel},
-        {"unprivileged", case_unprivileged},
-        {"unreadable", case_unreadable},
-        {"errors", case_errors},
-        {"empty-port", case_empty_port},
-        {"socket-activation", case_socket_activation},
+        {"flash-wait", case_flash_wait}, {"history", case_history},
+        {"flash-fail", case_flash_fail}, {"watch-json", case_watch_json},
+        {"cancel", case_cancel},         {"unprivileged", case_unprivileged},
+        {"unreadable", case_unreadable}, {"errors", case_errors},
+        {"empty-port", case_empty_port}, {"socket-activation", case_socket_activation},
 };
 
 int main(int argc, char **argv)

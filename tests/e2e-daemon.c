@@ -121,7 +121,8 @@ static void remove_tree(const char *dir)
     while (d && (name = g_dir_read_name(d))) {
         g_autofree char *p = g_build_filename(dir, name, NULL);
 
-        unlink(p);
+        if (unlink(p) < 0 && errno == EISDIR)
+            remove_tree(p);
     }
     if (d)
         g_dir_close(d);
@@ -177,8 +178,9 @@ static void write_config(Ctx *c, const char *daemon_keys, const char *rule_keys)
     /* Each daemon its own control socket: cases run in parallel. */
     g_autofree char *sock = g_build_filename(c->dir, "espdfud.sock", NULL);
     g_autofree char *text =
-            g_strdup_printf("[daemon]\nsocket = %s\n%s\n[rule all]\nimage = %s\n%s\n", sock,
-                            daemon_keys, FIXTURE, rule_keys);
+            g_strdup_printf("[daemon]\nsocket = %s\nstate-dir = %s/state\n%s\n[rule all]\n"
+                            "image = %s\n%s\n",
+                            sock, c->dir, daemon_keys, FIXTURE, rule_keys);
 
     if (!g_file_set_contents(c->conf, text, -1, NULL)) {
         fprintf(stderr, "FAIL: cannot write %s\n", c->conf);

@@ -165,9 +165,9 @@ static EmuBoard *plug(Ctx *c, const char *path, const char *spec)
 
 static void write_config(Ctx *c, const char *extra)
 {
-    g_autofree char *text =
-            g_strdup_printf("[daemon]\nsocket = %s\ngroup = " GROUP "\nworkers = 8\n%s\n", c->sock,
-                            extra ? extra : "");
+    g_autofree char *text = g_strdup_printf(
+            "[daemon]\nsocket = %s\nstate-dir = %s/state\ngroup = " GROUP "\nworkers = 8\n%s\n",
+            c->sock, c->dir, extra ? extra : "");
 
     if (!g_file_set_contents(c->conf, text, -1, NULL))
         die("cannot write the configuration");
@@ -482,7 +482,7 @@ static void case_methods(void)
 
     require(ok_call(&c, &k, "hello", "{\"version\":1,\"client\":\"e2e\"}", -1, &m), "hello");
     check(get_int(m.result, "protocol") == 1, "protocol");
-    check(json_object_array_length(get(m.result, "methods")) == 11, "methods");
+    check(json_object_array_length(get(m.result, "methods")) == 12, "methods");
     wire_message_done(&m);
     require(ok_call(&c, &k, "status", NULL, -1, &m), "status");
     check(get_int(m.result, "devices") == 1, "devices %" G_GINT64_FORMAT,

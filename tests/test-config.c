@@ -147,6 +147,7 @@ static void test_defaults(T *t)
     CHECK(c->replug_timeout_ms == 10000);
     CHECK(c->job_timeout_s == 600);
     CHECK(c->retries == 1);
+    CHECK(c->history_max_mb == 64);
     CHECK(c->auto_flash);
     CHECK(c->n_rules == 0 && c->n_extra_pids == 0);
 }
@@ -167,6 +168,7 @@ static void test_every_key(T *t)
                 "replug-timeout-ms = 2000\n"
                 "job-timeout-s = 120\n"
                 "retries = 3 ; inline comment\n"
+                "history-max-mb = 4096\n"
                 "extra-pids = 0x1001, 1002 0x0002\n"
                 "group = factory\n"
                 "auto-flash = no\n"
@@ -189,13 +191,14 @@ static void test_every_key(T *t)
     CHECK_STREQ(c->state_dir, "/var/lib/x");
     CHECK(c->workers == 64 && c->transfer_timeout_ms == 5000 && c->replug_timeout_ms == 2000);
     CHECK(c->job_timeout_s == 120 && c->retries == 3 && !c->auto_flash);
+    CHECK(c->history_max_mb == 4096);
     /* 0x0002 is a chip PID already: not repeated among the extras. */
     CHECK(c->n_extra_pids == 2 && c->extra_pids[0] == 0x1001 && c->extra_pids[1] == 0x1002);
     CHECK_STREQ(c->group, "factory");
     CHECK(c->n_rules == 2);
     r = &c->rules[0];
     CHECK_STREQ(r->name, "s2-line-a");
-    CHECK(r->line == 13 && r->pid == 0x0002 && r->mode == RULE_MODE_DFU);
+    CHECK(r->line == 14 && r->pid == 0x0002 && r->mode == RULE_MODE_DFU);
     CHECK_STREQ(r->path_pattern, "1-1.*");
     CHECK_STREQ(r->image_path, S2_IMAGE);
     CHECK(r->image && r->image->image->pid == 0x0002);
@@ -230,6 +233,10 @@ static void test_errors(T *t)
             {"[daemon]\njob-timeout-s = 0\n",
              ":2: job-timeout-s: '0' is not a whole number from 1 to 86400"},
             {"[daemon]\nretries = 11\n", ":2: retries: '11' is not a whole number from 0 to 10"},
+            {"[daemon]\nhistory-max-mb = 0\n",
+             ":2: history-max-mb: '0' is not a whole number from 1 to 4096"},
+            {"[daemon]\nhistory-max-mb = 4097\n",
+             ":2: history-max-mb: '4097' is not a whole number from 1 to 4096"},
             {"[daemon]\nextra-pids = 0x1001 zz\n",
              ":2: extra-pids: 'zz' is not a USB product id (hex, 1-ffff)"},
             {"[daemon]\nextra-pids = 0x10000\n",

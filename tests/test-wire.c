@@ -546,6 +546,39 @@ static void test_round_trip_event(T *t)
     CHECK(wire_message_parse("nope", 4, &m) == -EBADMSG);
 }
 
+static void test_request_history(T *t)
+{
+    WireRequest r;
+    WireFailure f;
+
+    CHECK(parse("{\"id\":1,\"method\":\"history\"}", &r, &f) == 0);
+    CHECK(r.method == WIRE_METHOD_HISTORY && !wire_method_is_changing(r.method));
+    CHECK(!r.history.path && !r.history.result && r.history.since == 0);
+    CHECK(r.history.limit == WIRE_HISTORY_LIMIT_DEFAULT);
+    wire_request_done(&r);
+    CHECK(parse("{\"id\":1,\"method\":\"history\",\"params\":{\"path\":\"1-3.2\","
+                "\"result\":\"failed\",\"since\":1700000000,\"limit\":1000}}",
+                &r, &f) == 0);
+    CHECK_STREQ(r.history.path, "1-3.2");
+    CHECK_STREQ(r.history.result, "failed");
+    CHECK(r.history.since == 1700000000 && r.history.limit == 1000);
+    wire_request_done(&r);
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"limit\":0}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.limit: 0 out of range"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"limit\":1001}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.limit: 1001 out of range"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"result\":\"queued\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.result"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"since\":-1}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.since"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"since\":\"today\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.since: expected an integer"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"path\":\"../x\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.path: not a USB port path"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"state\":\"failed\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.state: unknown key"));
+}
+
 int main(void)
 {
     RUN(test_enums);
@@ -559,6 +592,7 @@ int main(void)
     RUN(test_request_paths_limits);
     RUN(test_request_utf8);
     RUN(test_request_line_limit);
+    RUN(test_request_history);
     RUN(test_round_trip_request);
     RUN(test_round_trip_reply);
     RUN(test_round_trip_event);
