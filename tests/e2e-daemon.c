@@ -19,40 +19,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "e2e-check.h"
 #include "emu.h"
 
 #define FIXTURE FIXTURES_DIR "/mkdfu/1/dfu.bin"
 #define SUFFIX  16u
-
-static int failures;
-
-static bool check_at(bool ok, const char *expr, const char *file, int line, const char *fmt, ...)
-        __attribute__((format(printf, 5, 6)));
-
-static bool check_at(bool ok, const char *expr, const char *file, int line, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (ok)
-        return true;
-    fprintf(stderr, "FAIL %s:%d: %s: ", file, line, expr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    failures++;
-    return false;
-}
-
-/* Each condition is evaluated once: some start daemons or plug boards. */
-#define check(cond, ...) check_at(!!(cond), #cond, __FILE__, __LINE__, __VA_ARGS__)
-
-/* Stop the case: the rest would only add noise. */
-#define require(cond, ...)             \
-    do {                               \
-        if (!check(cond, __VA_ARGS__)) \
-            goto out;                  \
-    } while (0)
 
 typedef struct Ctx {
     Emu *e;

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "e2e-check.h"
 #include "emu.h"
 #include "wire.h"
 
@@ -32,33 +33,6 @@
 #define GROUP       "plugdev" /* exists on Debian; nobody is not a member */
 #define NOBODY_UID  65534u
 #define NOGROUP_GID 65534u
-
-static int failures;
-
-static bool check_at(bool ok, const char *expr, const char *file, int line, const char *fmt, ...)
-        __attribute__((format(printf, 5, 6)));
-
-static bool check_at(bool ok, const char *expr, const char *file, int line, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (ok)
-        return true;
-    fprintf(stderr, "FAIL %s:%d: %s: ", file, line, expr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    failures++;
-    return false;
-}
-
-#define check(cond, ...) check_at(!!(cond), #cond, __FILE__, __LINE__, __VA_ARGS__)
-#define require(cond, ...)             \
-    do {                               \
-        if (!check(cond, __VA_ARGS__)) \
-            goto out;                  \
-    } while (0)
 
 typedef struct Ctx {
     Emu *e;
