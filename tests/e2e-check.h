@@ -2,15 +2,21 @@
 #pragma once
 
 /*
- * The checks the end-to-end tests share (e2e-daemon.c, e2e-server.c,
- * e2e-client.c): check() reports file:line and the expression and counts a
- * failure; require() also ends the case at its "out:" label. Each e2e test is
- * its own binary, so the counter is one per program.
+ * What the end-to-end tests share (e2e-daemon.c, e2e-server.c, e2e-client.c):
+ * check() reports file:line and the expression and counts a failure; require()
+ * also ends the case at its "out:" label; remove_tree() cleans a case's temp
+ * directory; e2e_main() runs the case named on the command line. Each e2e test
+ * is its own binary, so the counter is one per program.
  */
 
+#include <glib.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "emu.h"
 
 static int failures;
 
@@ -41,3 +47,47 @@ static bool check_at(bool ok, const char *expr, const char *file, int line, cons
         if (!check(cond, __VA_ARGS__)) \
             goto out;                  \
     } while (0)
+
+/* Remove dir and everything below it; a symlink is removed, never followed. */
+static void remove_tree(const char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *name;
+
+    while (d && (name = g_dir_read_name(d))) {
+        g_autofree char *p = g_build_filename(dir, name, NULL);
+
+        if (g_file_test(p, G_FILE_TEST_IS_DIR) && !g_file_test(p, G_FILE_TEST_IS_SYMLINK))
+            remove_tree(p);
+        else
+            unlink(p);
+    }
+    if (d)
+        g_dir_close(d);
+    rmdir(dir);
+}
+
+typedef struct E2eCase {
+    const char *name;
+    void (*fn)(void);
+} E2eCase;
+
+/* `PROGRAM CASE`: 0 passed, 1 failed, 2 usage or unknown case. */
+static int e2e_main(int argc, char **argv, const E2eCase *cases, size_t n_cases)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s CASE\n", argv[0]);
+        return 2;
+    }
+    /* The testbed's owner must not run under the umockdev preload (emu.h). */
+    if (emu_reexec_without_preload(argv) < 0)
+        return 1;
+    for (size_t i = 0; i < n_cases; i++)
+        if (strcmp(argv[1], cases[i].name) == 0) {
+            cases[i].fn();
+            fprintf(stderr, "%s: %s\n", argv[1], failures ? "FAILED" : "passed");
+            return failures ? 1 : 0;
+        }
+    fprintf(stderr, "unknown case %s\n", argv[1]);
+    return 2;
+}

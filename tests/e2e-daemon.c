@@ -84,22 +84,6 @@ static const char *notify_messages(Ctx *c)
     return c->notify->str;
 }
 
-static void remove_tree(const char *dir)
-{
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *name;
-
-    while (d && (name = g_dir_read_name(d))) {
-        g_autofree char *p = g_build_filename(dir, name, NULL);
-
-        if (unlink(p) < 0 && errno == EISDIR)
-            remove_tree(p);
-    }
-    if (d)
-        g_dir_close(d);
-    rmdir(dir);
-}
-
 static void ctx_done(Ctx *c)
 {
     if (c->daemon) {
@@ -732,10 +716,7 @@ out:
     ctx_done(&c);
 }
 
-static const struct {
-    const char *name;
-    void (*fn)(void);
-} cases[] = {
+static const E2eCase cases[] = {
         {"one", case_one},
         {"eight", case_eight},
         {"coldplug", case_coldplug},
@@ -754,18 +735,5 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: e2e-daemon CASE\n");
-        return 2;
-    }
-    if (emu_reexec_without_preload(argv) < 0)
-        return 1;
-    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++)
-        if (strcmp(argv[1], cases[i].name) == 0) {
-            cases[i].fn();
-            fprintf(stderr, "%s: %s\n", argv[1], failures ? "FAILED" : "passed");
-            return failures ? 1 : 0;
-        }
-    fprintf(stderr, "unknown case %s\n", argv[1]);
-    return 2;
+    return e2e_main(argc, argv, cases, G_N_ELEMENTS(cases));
 }

@@ -85,24 +85,6 @@ static void ctx_init(Ctx *c)
     c->len = n;
 }
 
-static void remove_tree(const char *dir)
-{
-    GDir *d = g_dir_open(dir, 0, NULL);
-    const char *name;
-
-    while (d && (name = g_dir_read_name(d))) {
-        g_autofree char *p = g_build_filename(dir, name, NULL);
-
-        if (g_file_test(p, G_FILE_TEST_IS_DIR) && !g_file_test(p, G_FILE_TEST_IS_SYMLINK))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    if (d)
-        g_dir_close(d);
-    rmdir(dir);
-}
-
 static void ctx_done(Ctx *c)
 {
     if (c->daemon) {
@@ -971,10 +953,7 @@ out:
     ctx_done(&c);
 }
 
-static const struct {
-    const char *name;
-    void (*fn)(void);
-} cases[] = {
+static const E2eCase cases[] = {
         {"methods", case_methods}, {"flash", case_flash},
         {"cancel", case_cancel},   {"permission", case_permission},
         {"many", case_many},       {"slow-subscriber", case_slow_subscriber},
@@ -983,18 +962,5 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: e2e-server CASE\n");
-        return 2;
-    }
-    if (emu_reexec_without_preload(argv) < 0)
-        return 1;
-    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++)
-        if (strcmp(argv[1], cases[i].name) == 0) {
-            cases[i].fn();
-            fprintf(stderr, "%s: %s\n", argv[1], failures ? "FAILED" : "passed");
-            return failures ? 1 : 0;
-        }
-    fprintf(stderr, "unknown case %s\n", argv[1]);
-    return 2;
+    return e2e_main(argc, argv, cases, G_N_ELEMENTS(cases));
 }
