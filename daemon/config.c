@@ -104,10 +104,7 @@ static void rule_done(Rule *r)
     free(r->path_pattern);
     free(r->image_path);
     cached_image_unref(r->image);
-    if (r->hook_argv)
-        for (char **a = r->hook_argv; *a; a++)
-            free(*a);
-    free(r->hook_argv);
+    strv_free(r->hook_argv);
 }
 
 Config *config_free(Config *c)

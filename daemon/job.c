@@ -175,15 +175,6 @@ int job_new(uint64_t id, const char *path, const char *source, CachedImage *imag
     return 0;
 }
 
-static void strv_free(char **v)
-{
-    if (!v)
-        return;
-    for (char **a = v; *a; a++)
-        free(*a);
-    free(v);
-}
-
 Job *job_free(Job *j)
 {
     if (!j)

@@ -43,6 +43,16 @@ static inline void closep(int *fd)
     }
 }
 
+/* A NULL-terminated array of malloc'd strings, and the array itself. NULL-safe. */
+static inline void strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **a = v; *a; a++)
+        free(*a);
+    free(v);
+}
+
 static inline void fclosep(FILE **f)
 {
     if (*f)
