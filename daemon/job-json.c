@@ -85,6 +85,7 @@ static json_object *progress_json(const Job *j)
     json_obj_add_int(&b, "total", (int64_t)j->bytes_total);
     json_obj_add_int(&b, "percent", j->percent);
     json_obj_add_int(&b, "rate", (int64_t)j->rate);
+    json_obj_add_int(&b, "block", j->block);
     return json_obj_end(&b);
 }
 
@@ -110,20 +111,20 @@ static json_object *history_json(const Job *j)
     return list;
 }
 
-static json_object *error_json(const Job *j)
+/* The Job's "error" and each attempt's: an ErrInfo and, when there is one, where it happened. */
+static json_object *error_json(const ErrInfo *e, bool has_report, const DfuReport *r)
 {
     JsonObj b = json_obj_new();
 
-    json_obj_add_str(&b, "code", espdfu_err_to_string(j->error.code));
-    json_obj_add_str(&b, "message", j->error.message);
-    if (j->has_report) {
-        json_obj_add_str(&b, "phase", dfu_phase_to_string(j->report.phase));
-        json_obj_add_int(&b, "block", j->report.block);
-        json_obj_add_int(&b, "offset", (int64_t)j->report.offset);
+    json_obj_add_str(&b, "code", espdfu_err_to_string(e->code));
+    json_obj_add_str(&b, "message", e->message);
+    if (has_report) {
+        json_obj_add_str(&b, "phase", dfu_phase_to_string(r->phase));
+        json_obj_add_int(&b, "block", r->block);
+        json_obj_add_int(&b, "offset", (int64_t)r->offset);
         json_obj_add_str(&b, "dfu_status",
-                         j->report.dfu_status >= 0
-                                 ? dfu_status_to_string((DfuStatus)j->report.dfu_status)
-                                 : NULL);
+                         r->dfu_status >= 0 ? dfu_status_to_string((DfuStatus)r->dfu_status)
+                                            : NULL);
     } else {
         json_obj_add(&b, "phase", NULL, true);
         json_obj_add(&b, "block", NULL, true);
@@ -131,6 +132,33 @@ static json_object *error_json(const Job *j)
         json_obj_add(&b, "dfu_status", NULL, true);
     }
     return json_obj_end(&b);
+}
+
+static json_object *attempts_json(const Job *j)
+{
+    json_object *list = json_object_new_array();
+
+    for (unsigned i = 0; i < j->n_attempts && list; i++) {
+        const JobAttempt *a = &j->attempts[i];
+        JsonObj b = json_obj_new();
+        json_object *e;
+
+        json_obj_add_int(&b, "n", i + 1);
+        json_obj_add_time(&b, "started", a->started_usec);
+        json_obj_add_time(&b, "finished", a->finished_usec);
+        json_obj_add_int(&b, "bytes", (int64_t)a->bytes);
+        if (a->error.code != ERR_OK)
+            json_obj_add(&b, "error", error_json(&a->error, a->has_report, &a->report), false);
+        else
+            json_obj_add(&b, "error", NULL, true);
+        e = json_obj_end(&b);
+        if (!e || json_object_array_add(list, e) < 0) {
+            json_object_put(e);
+            json_object_put(list);
+            list = NULL;
+        }
+    }
+    return list;
 }
 
 json_object *job_to_json(const Job *j)
@@ -154,8 +182,9 @@ json_object *job_to_json(const Job *j)
     json_obj_add_int(&b, "retries", j->retries_done);
     json_obj_add_int(&b, "max_retries", j->retries_allowed);
     json_obj_add_int(&b, "timeout_s", j->timeout_s);
+    json_obj_add(&b, "attempts", attempts_json(j), false);
     if (j->error.code != ERR_OK)
-        json_obj_add(&b, "error", error_json(j), false);
+        json_obj_add(&b, "error", error_json(&j->error, j->has_report, &j->report), false);
     else
         json_obj_add(&b, "error", NULL, true);
     return json_obj_end(&b);

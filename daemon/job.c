@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "job.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -32,6 +33,10 @@ const char *job_state_to_string(JobState s)
         return "failed";
     case JOB_CANCELLED:
         return "cancelled";
+    case JOB_INTERRUPTED:
+        return "interrupted";
+    case JOB_EXPIRED:
+        return "expired";
     case _JOB_STATE_MAX:
         break;
     }
@@ -48,7 +53,8 @@ JobState job_state_from_string(const char *s)
 
 bool job_state_is_final(JobState s)
 {
-    return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_CANCELLED;
+    return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_CANCELLED || s == JOB_INTERRUPTED ||
+           s == JOB_EXPIRED;
 }
 
 bool job_state_is_active(JobState s)
@@ -59,9 +65,12 @@ bool job_state_is_active(JobState s)
 
 bool job_state_transition_allowed(JobState from, JobState to)
 {
-    /* Failing and cancelling are possible from every state that is not final. */
-    if (to == JOB_FAILED || to == JOB_CANCELLED)
+    /* Failing, cancelling and a daemon stop are possible from every state that is not final. */
+    if (to == JOB_FAILED || to == JOB_CANCELLED || to == JOB_INTERRUPTED)
         return !job_state_is_final(from);
+    /* Only a job that never got its board can expire waiting for it. */
+    if (to == JOB_EXPIRED)
+        return from == JOB_QUEUED || from == JOB_WAITING_FOR_BOARD;
     switch (from) {
     case JOB_QUEUED:
         return to == JOB_WAITING_FOR_BOARD || to == JOB_DETACHING || to == JOB_DOWNLOADING;
@@ -80,6 +89,8 @@ bool job_state_transition_allowed(JobState from, JobState to)
     case JOB_SUCCEEDED:
     case JOB_FAILED:
     case JOB_CANCELLED:
+    case JOB_INTERRUPTED:
+    case JOB_EXPIRED:
     case _JOB_STATE_MAX:
         break;
     }
@@ -141,10 +152,20 @@ bool job_error_is_transient(EspdfuErr e)
     case ERR_CANCELLED:
     case ERR_JOB_TIMEOUT:
     case ERR_NO_BOARD:
+    case ERR_INTERRUPTED:
+    case ERR_WAIT_TIMEOUT:
     case _ERR_MAX:
         break;
     }
     return false;
+}
+
+bool job_error_is_consequence(const ErrInfo *e, bool has_report, const DfuReport *r)
+{
+    assert(e);
+    if (e->code == ERR_DFU_STATE || e->code == ERR_USB_OPEN || e->code == ERR_USB_CLAIM)
+        return true;
+    return has_report && r && r->phase == DFU_PHASE_PREPARE && r->block == 0;
 }
 
 int job_new(uint64_t id, const char *path, const char *source, CachedImage *image,
@@ -182,6 +203,7 @@ Job *job_free(Job *j)
     sd_event_source_disable_unref(j->timeout_timer);
     sd_event_source_disable_unref(j->replug_timer);
     sd_event_source_disable_unref(j->retry_timer);
+    sd_event_source_disable_unref(j->wait_timer);
     cached_image_unref(j->image);
     strv_free(j->hook_argv);
     free(j->source);
@@ -261,12 +283,92 @@ void job_set_progress(Job *j, uint64_t sent, uint64_t total, uint32_t block,
     j->rate = elapsed ? sent * 1000000u / elapsed : 0;
 }
 
+void job_begin_attempt(Job *j, uint64_t now_realtime_usec)
+{
+    /* Bounded like the transitions; the first attempt is the one a root cause needs. */
+    if (j->n_attempts < JOB_ATTEMPTS_MAX)
+        j->n_attempts++;
+    j->attempts[j->n_attempts - 1] = (JobAttempt){.started_usec = now_realtime_usec};
+    /* The progress fields describe the current attempt only. */
+    j->bytes_sent = 0;
+    j->block = 0;
+    j->percent = 0;
+    j->rate = 0;
+}
+
+void job_end_attempt(Job *j, uint64_t now_realtime_usec, const ErrInfo *err,
+                     const DfuReport *report)
+{
+    JobAttempt *a;
+
+    if (j->n_attempts == 0)
+        return;
+    a = &j->attempts[j->n_attempts - 1];
+    if (a->finished_usec != 0)
+        return;
+    /* A clock stepped back must not make "finished" 0, which means "still runs". */
+    a->finished_usec = now_realtime_usec ? now_realtime_usec : 1;
+    a->bytes = j->bytes_sent;
+    a->error = err && err->code != ERR_OK ? *err : (ErrInfo){.code = ERR_OK};
+    a->has_report = report != NULL;
+    a->report = report ? *report : (DfuReport){0};
+}
+
 void job_set_error(Job *j, const ErrInfo *err, const DfuReport *report)
 {
     j->error = *err;
     j->has_report = report != NULL;
     if (report)
         j->report = *report;
+}
+
+static const JobAttempt *first_failed_attempt(const Job *j, unsigned *n_failed)
+{
+    const JobAttempt *first = NULL;
+
+    *n_failed = 0;
+    for (unsigned i = 0; i < j->n_attempts; i++) {
+        if (j->attempts[i].error.code == ERR_OK)
+            continue;
+        if (!first)
+            first = &j->attempts[i];
+        (*n_failed)++;
+    }
+    return first;
+}
+
+void job_set_final_error(Job *j, const ErrInfo *err, const DfuReport *report)
+{
+    const JobAttempt *root, *last;
+    unsigned n_failed;
+    size_t len;
+
+    assert(err);
+    root = first_failed_attempt(j, &n_failed);
+    last = j->n_attempts ? &j->attempts[j->n_attempts - 1] : NULL;
+    /*
+     * A retry that cannot even start (the board still in dfuERROR, the device not
+     * open again) says little; the failure that made it retry is what to fix.
+     */
+    if (n_failed < 2 || !last || last->error.code == ERR_OK ||
+        !job_error_is_consequence(err, report != NULL, report)) {
+        job_set_error(j, err, report);
+        return;
+    }
+    j->error = root->error;
+    j->has_report = root->has_report;
+    j->report = root->has_report ? root->report : (DfuReport){0};
+    len = strlen(j->error.message);
+    if (len + strlen(" (retry: )") + strlen(err->message) < sizeof(j->error.message))
+        snprintf(j->error.message + len, sizeof(j->error.message) - len, " (retry: %s)",
+                 err->message);
+}
+
+void job_clear_error(Job *j)
+{
+    j->error = (ErrInfo){.code = ERR_OK};
+    j->has_report = false;
+    j->report = (DfuReport){0};
 }
 
 void job_describe_position(const Job *j, char *buf, size_t size)
@@ -292,6 +394,8 @@ void job_describe_position(const Job *j, char *buf, size_t size)
     case JOB_SUCCEEDED:
     case JOB_FAILED:
     case JOB_CANCELLED:
+    case JOB_INTERRUPTED:
+    case JOB_EXPIRED:
     case _JOB_STATE_MAX:
         break;
     }

@@ -111,6 +111,10 @@ const char *espdfu_err_to_string(EspdfuErr e)
         return "no-board";
     case ERR_JOB_TIMEOUT:
         return "job-timeout";
+    case ERR_INTERRUPTED:
+        return "interrupted";
+    case ERR_WAIT_TIMEOUT:
+        return "wait-timeout";
     case _ERR_MAX:
         break;
     }
@@ -158,11 +162,14 @@ int espdfu_err_errno(EspdfuErr e)
     case ERR_MANIFEST_TIMEOUT:
     case ERR_REPLUG_TIMEOUT:
     case ERR_JOB_TIMEOUT:
+    case ERR_WAIT_TIMEOUT:
         return ETIMEDOUT;
     case ERR_DISCONNECTED:
         return ENODEV;
     case ERR_CANCELLED:
         return ECANCELED;
+    case ERR_INTERRUPTED:
+        return EINTR;
     case ERR_NO_BOARD:
         return ENXIO;
     case ERR_IMAGE_EMPTY:

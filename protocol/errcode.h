@@ -77,6 +77,8 @@ typedef enum EspdfuErr {
     ERR_CANCELLED,        /* cancelled by a person or by shutdown */
     ERR_JOB_TIMEOUT,      /* a daemon job ran longer than its job-timeout-s */
     ERR_NO_BOARD,         /* no board on that port path (or none at all) */
+    ERR_INTERRUPTED,      /* the daemon stopped while the job was live */
+    ERR_WAIT_TIMEOUT,     /* a job waited for its board longer than wait-timeout-s */
 
     _ERR_MAX,
 } EspdfuErr;

@@ -10,6 +10,7 @@
 
 #include "daemon-test.h"
 #include "image-cache.h"
+#include "job-json.h"
 #include "job-queue.h"
 #include "job.h"
 #include "util.h"
@@ -209,6 +210,235 @@ static void test_after_copy(T *t)
     CHECK(j->hook_argv[2] == NULL && j->hook_timeout_s == 9);
 }
 
+static void test_new_states(T *t)
+{
+    _cleanup_(job_freep) Job *a = new_job(1, "1-1");
+    _cleanup_(job_freep) Job *b = new_job(2, "1-2");
+    _cleanup_(job_freep) Job *c = new_job(3, "1-3");
+
+    CHECK(a && b && c);
+    CHECK_STREQ(job_state_to_string(JOB_INTERRUPTED), "interrupted");
+    CHECK_STREQ(job_state_to_string(JOB_EXPIRED), "expired");
+    CHECK(job_state_from_string("expired") == JOB_EXPIRED);
+    CHECK(job_state_is_final(JOB_INTERRUPTED) && job_state_is_final(JOB_EXPIRED));
+    CHECK(!job_state_is_active(JOB_INTERRUPTED) && !job_state_is_active(JOB_EXPIRED));
+
+    /* interrupted from every live state, expired only before the board was there */
+    for (int s = 0; s < _JOB_STATE_MAX; s++) {
+        bool final = job_state_is_final((JobState)s);
+
+        CHECK(job_state_transition_allowed((JobState)s, JOB_INTERRUPTED) == !final);
+        CHECK(job_state_transition_allowed((JobState)s, JOB_EXPIRED) ==
+              (s == JOB_QUEUED || s == JOB_WAITING_FOR_BOARD));
+        CHECK(final || !job_state_transition_allowed(JOB_INTERRUPTED, (JobState)s));
+        CHECK(final || !job_state_transition_allowed(JOB_EXPIRED, (JobState)s));
+    }
+
+    CHECK(job_set_state(a, JOB_DOWNLOADING, 10, "go") == 0);
+    CHECK(job_set_state(a, JOB_EXPIRED, 11, "no") == -EINVAL);
+    CHECK(job_set_state(a, JOB_INTERRUPTED, 12, "daemon stopped") == 0);
+    CHECK(a->state == JOB_INTERRUPTED && a->finished_usec == 12);
+    CHECK(job_set_state(a, JOB_FAILED, 13, "no") == -EINVAL);
+
+    CHECK(job_set_state(b, JOB_WAITING_FOR_BOARD, 10, "no board") == 0);
+    CHECK(job_set_state(b, JOB_INTERRUPTED, 11, "daemon stopped") == 0);
+
+    CHECK(job_set_state(c, JOB_WAITING_FOR_BOARD, 10, "no board") == 0);
+    CHECK(job_set_state(c, JOB_EXPIRED, 20, "no board for 10 s") == 0);
+    CHECK(c->state == JOB_EXPIRED && c->finished_usec == 20);
+    CHECK(job_set_state(c, JOB_INTERRUPTED, 21, "no") == -EINVAL);
+
+    CHECK(job_set_state(a, JOB_SUCCEEDED, 30, "no") == -EINVAL);
+    CHECK(!job_state_transition_allowed(JOB_SUCCEEDED, JOB_INTERRUPTED));
+    CHECK(!job_state_transition_allowed(JOB_SUCCEEDED, JOB_EXPIRED));
+}
+
+static void test_new_error_codes(T *t)
+{
+    CHECK_STREQ(espdfu_err_to_string(ERR_INTERRUPTED), "interrupted");
+    CHECK_STREQ(espdfu_err_to_string(ERR_WAIT_TIMEOUT), "wait-timeout");
+    CHECK(espdfu_err_from_string("wait-timeout") == ERR_WAIT_TIMEOUT);
+    CHECK(espdfu_err_errno(ERR_INTERRUPTED) == EINTR);
+    CHECK(espdfu_err_errno(ERR_WAIT_TIMEOUT) == ETIMEDOUT);
+    CHECK(!job_error_is_transient(ERR_INTERRUPTED));
+    CHECK(!job_error_is_transient(ERR_WAIT_TIMEOUT));
+    /* Appended, never reordered: the numbers are in the history file too. */
+    CHECK(ERR_INTERRUPTED == ERR_NO_BOARD + 1 && ERR_WAIT_TIMEOUT == ERR_INTERRUPTED + 1);
+    for (int e = 0; e < _ERR_MAX; e++) {
+        CHECK(espdfu_err_to_string((EspdfuErr)e));
+        CHECK(espdfu_err_from_string(espdfu_err_to_string((EspdfuErr)e)) == (EspdfuErr)e);
+    }
+}
+
+static void fail_attempt(Job *j, uint64_t at, EspdfuErr code, DfuPhase phase, uint32_t block,
+                         const char *msg)
+{
+    ErrInfo e = {.code = code};
+    DfuReport rep = {
+            .phase = phase, .block = block, .offset = (uint64_t)block * 64, .dfu_status = -1};
+
+    snprintf(e.message, sizeof(e.message), "%s", msg);
+    job_begin_attempt(j, at);
+    job_begin_download(j, at);
+    job_set_progress(j, (uint64_t)block * 64, j->bytes_total, block, at + 1);
+    job_end_attempt(j, at + 2, &e, &rep);
+}
+
+static void test_attempts_recorded(T *t)
+{
+    _cleanup_(job_freep) Job *j = new_job(1, "1-1");
+
+    CHECK(j);
+    job_end_attempt(j, 5, NULL, NULL); /* none runs: nothing happens */
+    CHECK(j->n_attempts == 0);
+    fail_attempt(j, 100, ERR_USB_TIMEOUT, DFU_PHASE_DOWNLOAD, 412, "block 412: timed out");
+    CHECK(j->n_attempts == 1 && j->attempts[0].finished_usec == 102);
+
+    job_begin_attempt(j, 200);
+    CHECK(j->n_attempts == 2 && j->bytes_sent == 0 && j->block == 0);
+    CHECK(j->attempts[1].started_usec == 200 && j->attempts[1].finished_usec == 0);
+    job_set_progress(j, j->bytes_total, j->bytes_total, 999, 300);
+    job_end_attempt(j, 300, NULL, NULL);
+    job_end_attempt(j, 400, &(ErrInfo){.code = ERR_USB_STALL}, NULL); /* already ended */
+    job_clear_error(j);
+
+    CHECK(j->error.code == ERR_OK && j->error.message[0] == 0 && !j->has_report);
+    CHECK(j->attempts[0].error.code == ERR_USB_TIMEOUT);
+    CHECK(j->attempts[0].has_report && j->attempts[0].report.block == 412);
+    CHECK(j->attempts[0].bytes == 412 * 64);
+    CHECK(j->attempts[1].error.code == ERR_OK && !j->attempts[1].has_report);
+    CHECK(j->attempts[1].finished_usec == 300 && j->attempts[1].bytes == j->bytes_total);
+}
+
+static void test_root_cause(T *t)
+{
+    _cleanup_(job_freep) Job *j = new_job(1, "1-1");
+    ErrInfo e = {.code = ERR_DFU_STATE};
+    DfuReport rep = {.phase = DFU_PHASE_PREPARE, .block = 0, .dfu_status = -1};
+
+    CHECK(j);
+    fail_attempt(j, 100, ERR_USB_TIMEOUT, DFU_PHASE_DOWNLOAD, 412, "block 412: timed out");
+    snprintf(e.message, sizeof(e.message), "board stuck in dfuERROR");
+    job_begin_attempt(j, 200);
+    job_end_attempt(j, 210, &e, &rep);
+    CHECK(job_error_is_consequence(&e, true, &rep));
+
+    job_set_final_error(j, &e, &rep);
+    CHECK(j->error.code == ERR_USB_TIMEOUT);
+    CHECK(j->has_report && j->report.phase == DFU_PHASE_DOWNLOAD && j->report.block == 412);
+    CHECK_STREQ(j->error.message, "block 412: timed out (retry: board stuck in dfuERROR)");
+    /* the attempts keep what each one saw */
+    CHECK(j->attempts[1].error.code == ERR_DFU_STATE);
+    CHECK(j->attempts[0].error.message[strlen("block 412: timed out")] == 0);
+}
+
+static void test_root_cause_not_consequence(T *t)
+{
+    _cleanup_(job_freep) Job *j = new_job(1, "1-1");
+    ErrInfo e = {.code = ERR_DISCONNECTED};
+    DfuReport rep = {.phase = DFU_PHASE_DOWNLOAD, .block = 30, .dfu_status = -1};
+
+    CHECK(j);
+    fail_attempt(j, 100, ERR_USB_TIMEOUT, DFU_PHASE_DOWNLOAD, 412, "block 412: timed out");
+    snprintf(e.message, sizeof(e.message), "board disconnected");
+    job_begin_attempt(j, 200);
+    job_end_attempt(j, 210, &e, &rep);
+    CHECK(!job_error_is_consequence(&e, true, &rep));
+    job_set_final_error(j, &e, &rep);
+    CHECK(j->error.code == ERR_DISCONNECTED && j->report.block == 30);
+    CHECK_STREQ(j->error.message, "board disconnected");
+
+    /* One failed attempt only: nothing to trace back to. */
+    _cleanup_(job_freep) Job *k = new_job(2, "1-1");
+    CHECK(k);
+    fail_attempt(k, 100, ERR_USB_OPEN, DFU_PHASE_PREPARE, 0, "cannot open");
+    job_set_final_error(k, &k->attempts[0].error, &k->attempts[0].report);
+    CHECK(k->error.code == ERR_USB_OPEN);
+    CHECK_STREQ(k->error.message, "cannot open");
+}
+
+static void test_root_cause_message_too_long(T *t)
+{
+    _cleanup_(job_freep) Job *j = new_job(1, "1-1");
+    char long_msg[200];
+    ErrInfo e = {.code = ERR_USB_CLAIM};
+
+    CHECK(j);
+    memset(long_msg, 'x', sizeof(long_msg) - 1);
+    long_msg[sizeof(long_msg) - 1] = 0;
+    fail_attempt(j, 100, ERR_USB_STALL, DFU_PHASE_DOWNLOAD, 7, long_msg);
+    snprintf(e.message, sizeof(e.message), "%s", long_msg);
+    job_begin_attempt(j, 200);
+    job_end_attempt(j, 210, &e, NULL);
+    job_set_final_error(j, &e, NULL);
+    /* The root cause, whole, rather than a retry note cut in the middle. */
+    CHECK(j->error.code == ERR_USB_STALL && j->report.block == 7);
+    CHECK_STREQ(j->error.message, long_msg);
+}
+
+static void test_attempts_bounded(T *t)
+{
+    _cleanup_(job_freep) Job *j = new_job(1, "1-1");
+
+    CHECK(j);
+    for (unsigned i = 0; i < 20; i++)
+        fail_attempt(j, 100 * (i + 1), i == 0 ? ERR_USB_TIMEOUT : ERR_DFU_STATE, DFU_PHASE_PREPARE,
+                     i, "failed");
+    CHECK(j->n_attempts == JOB_ATTEMPTS_MAX);
+    CHECK(j->attempts[0].error.code == ERR_USB_TIMEOUT && j->attempts[0].started_usec == 100);
+    /* The last slot holds the latest attempt. */
+    CHECK(j->attempts[JOB_ATTEMPTS_MAX - 1].started_usec == 2000);
+    CHECK(j->attempts[JOB_ATTEMPTS_MAX - 1].report.block == 19);
+}
+
+static void json_putp(json_object **o)
+{
+    json_object_put(*o);
+}
+
+static json_object *get(json_object *o, const char *key)
+{
+    json_object *v = NULL;
+
+    json_object_object_get_ex(o, key, &v);
+    return v;
+}
+
+static void test_json_attempts(T *t)
+{
+    _cleanup_(job_freep) Job *j = new_job(1, "1-1");
+    _cleanup_(json_putp) json_object *o = NULL;
+    json_object *a, *v, *err;
+
+    CHECK(j);
+    fail_attempt(j, 1000000, ERR_USB_TIMEOUT, DFU_PHASE_DOWNLOAD, 412, "block 412: timed out");
+    job_begin_attempt(j, 2000000);
+    job_begin_download(j, 2000000);
+    job_set_progress(j, 640, j->bytes_total, 10, 2000001);
+    job_end_attempt(j, 3000000, NULL, NULL);
+    job_clear_error(j);
+
+    CHECK((o = job_to_json(j)));
+    CHECK(json_object_object_get_ex(o, "error", &err) && err == NULL);
+    CHECK(json_object_get_int(get(get(o, "progress"), "block")) == 10);
+    CHECK((a = get(o, "attempts")) && json_object_is_type(a, json_type_array));
+    CHECK(json_object_array_length(a) == 2);
+
+    v = json_object_array_get_idx(a, 0);
+    CHECK(json_object_get_int(get(v, "n")) == 1);
+    CHECK((err = get(v, "error")));
+    CHECK_STREQ(json_object_get_string(get(err, "code")), "usb-timeout");
+    CHECK_STREQ(json_object_get_string(get(err, "phase")), "download");
+    CHECK(json_object_get_int(get(err, "block")) == 412);
+
+    v = json_object_array_get_idx(a, 1);
+    CHECK(json_object_get_int(get(v, "n")) == 2);
+    CHECK(json_object_object_get_ex(v, "error", &err) && err == NULL);
+    CHECK(json_object_get_int64(get(v, "bytes")) == 640);
+    CHECK_STREQ(json_object_get_string(get(v, "started")), "2.000000");
+    CHECK_STREQ(json_object_get_string(get(v, "finished")), "3.000000");
+}
+
 /* ---- the queue ---- */
 
 static bool always(void *userdata, Job *j)
@@ -319,6 +549,14 @@ int main(void)
     RUN(test_error_record);
     RUN(test_transient);
     RUN(test_after_copy);
+    RUN(test_new_states);
+    RUN(test_new_error_codes);
+    RUN(test_attempts_recorded);
+    RUN(test_root_cause);
+    RUN(test_root_cause_not_consequence);
+    RUN(test_root_cause_message_too_long);
+    RUN(test_attempts_bounded);
+    RUN(test_json_attempts);
     RUN(test_queue_fifo_per_port);
     RUN(test_queue_waiting_board_skipped);
     RUN(test_queue_order_and_find);
