@@ -49,6 +49,9 @@ static const Field history_fields[] = {
         {"result", FIELD_STRING, false, 0, 32},
         {"since", FIELD_INT, false, 0, INT64_C(1) << 40},
         {"limit", FIELD_INT, false, 1, WIRE_MAX_HISTORY_LIMIT},
+        {"before", FIELD_INT, false, 1, ID_MAX},
+        {"after", FIELD_INT, false, 0, ID_MAX},
+        {"sha256", FIELD_STRING, false, 0, WIRE_SHA256_HEX},
 };
 static const Field flash_fields[] = {
         {"paths", FIELD_PATHS, false, 0, WIRE_MAX_PATHS},
@@ -241,7 +244,7 @@ static int fill_hello(WireRequest *r, json_object *params, WireFailure *f)
     if (v) {
         r->hello.has_version = true;
         r->hello.version = json_object_get_int64(v);
-        /* Only one version exists so far: an older one cannot be served. */
+        /* Protocol 1 (before the job store: no interrupted, expired or attempts) is not served. */
         if (r->hello.version < WIRE_PROTOCOL_VERSION)
             return fail(f, WIRE_ERROR_BAD_REQUEST,
                         "params.version: protocol %" PRIi64 " not spoken; this server speaks %d",
@@ -285,7 +288,19 @@ static int fill_id(WireRequest *r, json_object *params, WireFailure *f)
 
 static bool is_result(const char *s)
 {
-    return strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0;
+    /* The final job states: only those are ever recorded. */
+    static const char *const results[] = {"succeeded", "failed", "cancelled", "interrupted",
+                                          "expired"};
+
+    for (size_t i = 0; i < ELEMENTSOF(results); i++)
+        if (strcmp(s, results[i]) == 0)
+            return true;
+    return false;
+}
+
+static bool is_sha256_hex(const char *s)
+{
+    return strlen(s) == WIRE_SHA256_HEX && strspn(s, "0123456789abcdef") == WIRE_SHA256_HEX;
 }
 
 static int fill_history(WireRequest *r, json_object *params, WireFailure *f)
@@ -296,14 +311,26 @@ static int fill_history(WireRequest *r, json_object *params, WireFailure *f)
     /* Only final states are recorded: anything else can never match. */
     if (v && !is_result(json_object_get_string(v)))
         return fail(f, WIRE_ERROR_BAD_REQUEST,
-                    "params.result: \"%.32s\" is not \"succeeded\", \"failed\" or \"cancelled\"",
+                    "params.result: \"%.32s\" is not \"succeeded\", \"failed\", \"cancelled\", "
+                    "\"interrupted\" or \"expired\"",
                     json_object_get_string(v));
+    if ((v = get(params, "sha256")) && !is_sha256_hex(json_object_get_string(v)))
+        return fail(f, WIRE_ERROR_BAD_REQUEST, "params.sha256: not %u lowercase hex digits",
+                    WIRE_SHA256_HEX);
+    /* Two cursors would mean two directions. */
+    if (get(params, "before") && get(params, "after"))
+        return fail(f, WIRE_ERROR_BAD_REQUEST, "params.before and params.after exclude each other");
     r->history.since = (v = get(params, "since")) ? json_object_get_int64(v) : 0;
+    r->history.before = (v = get(params, "before")) ? (uint64_t)json_object_get_int64(v) : 0;
+    r->history.after = (v = get(params, "after")) ? (uint64_t)json_object_get_int64(v) : 0;
+    r->history.ascending = v != NULL;
     r->history.limit = (v = get(params, "limit")) ? (unsigned)json_object_get_int64(v)
                                                   : WIRE_HISTORY_LIMIT_DEFAULT;
     k = dup_string(params, "path", &r->history.path);
     if (k >= 0)
         k = dup_string(params, "result", &r->history.result);
+    if (k >= 0)
+        k = dup_string(params, "sha256", &r->history.sha256);
     return k;
 }
 
@@ -471,6 +498,7 @@ void wire_request_done(WireRequest *r)
     case WIRE_METHOD_HISTORY:
         free(r->history.path);
         free(r->history.result);
+        free(r->history.sha256);
         break;
     case WIRE_METHOD_FLASH:
         for (size_t i = 0; i < r->flash.n_paths; i++)

@@ -158,8 +158,9 @@ bool wire_job_state_is_valid(const char *s)
 {
     /* The Job states of docs/protocol.md; the daemon maps them with job_state_from_string(). */
     static const char *const states[] = {
-            "queued",      "waiting-for-board", "detaching", "waiting-for-replug", "downloading",
-            "manifesting", "succeeded",         "failed",    "cancelled",
+            "queued",      "waiting-for-board", "detaching", "waiting-for-replug",
+            "downloading", "manifesting",       "succeeded", "failed",
+            "cancelled",   "interrupted",       "expired",
     };
 
     for (size_t i = 0; i < ELEMENTSOF(states); i++)

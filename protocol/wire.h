@@ -25,7 +25,7 @@
 
 #include "image.h"
 
-#define WIRE_PROTOCOL_VERSION 1
+#define WIRE_PROTOCOL_VERSION 2
 /* A request line, the newline not counted; longer is too-large + close. */
 #define WIRE_MAX_LINE 16384u
 /* What one client may have queued for output; also bounds a server line. */
@@ -46,6 +46,7 @@
 #define WIRE_PROGRESS_PER_SECOND     4u    /* job.progress events per job per subscriber */
 #define WIRE_MAX_HISTORY_LIMIT       1000u /* records in one `history` reply */
 #define WIRE_HISTORY_LIMIT_DEFAULT   100u
+#define WIRE_SHA256_HEX              64u /* a SHA-256 in lowercase hex */
 
 typedef enum WireMethod {
     WIRE_METHOD_HELLO,
@@ -193,10 +194,15 @@ typedef struct WireRequest {
             uint64_t id;
         } job; /* job and cancel */
         struct {
-            char *path;     /* NULL: every port */
-            char *result;   /* NULL, or "succeeded", "failed", "cancelled" */
-            int64_t since;  /* Unix seconds; 0: from the beginning */
-            unsigned limit; /* 1..WIRE_MAX_HISTORY_LIMIT */
+            char *path;      /* NULL: every port */
+            char *result;    /* NULL, or a final state: "succeeded", "failed", "cancelled",
+                                "interrupted", "expired" */
+            char *sha256;    /* NULL, or the image's SHA-256: 64 lowercase hex digits */
+            int64_t since;   /* Unix seconds; 0: from the beginning */
+            uint64_t before; /* cursor: only ids below this, newest page; 0: none */
+            uint64_t after;  /* cursor: only ids above this, oldest first; 0: none */
+            bool ascending;  /* `after` was given (even 0): oldest first */
+            unsigned limit;  /* 1..WIRE_MAX_HISTORY_LIMIT */
         } history;
         struct {
             char **paths; /* n_paths strings; NULL when `paths` was absent */

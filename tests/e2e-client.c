@@ -744,7 +744,7 @@ static void case_errors(void)
           "--path with --all did not exit 2");
     run_done(&run);
     check(ctl(&c, false, &run, "status", "--json") == 0, "status --json failed");
-    check(strstr(run.out, "\"protocol\": 1"), "status --json is not the result");
+    check(strstr(run.out, "\"protocol\": 2"), "status --json is not the result");
     run_done(&run);
     check(ctl(&c, false, &run, "pause") == 0 && strstr(run.out, "paused"), "pause failed");
     run_done(&run);

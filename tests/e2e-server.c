@@ -436,8 +436,8 @@ static void case_methods(void)
     check(st.st_gid == c.group_gid, "socket group %u", (unsigned)st.st_gid);
     require(conn_open(&c, &k), "cannot connect");
 
-    require(ok_call(&c, &k, "hello", "{\"version\":1,\"client\":\"e2e\"}", -1, &m), "hello");
-    check(get_int(m.result, "protocol") == 1, "protocol");
+    require(ok_call(&c, &k, "hello", "{\"version\":2,\"client\":\"e2e\"}", -1, &m), "hello");
+    check(get_int(m.result, "protocol") == 2, "protocol");
     check(json_object_array_length(get(m.result, "methods")) == 12, "methods");
     wire_message_done(&m);
     require(ok_call(&c, &k, "status", NULL, -1, &m), "status");

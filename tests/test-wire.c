@@ -211,9 +211,9 @@ static void test_request_valid(T *t)
     CHECK(r.method == WIRE_METHOD_DEVICES && r.id.type == WIRE_ID_STRING);
     CHECK_STREQ(r.id.str, "x-1");
     wire_request_done(&r);
-    CHECK(parse("{\"id\":0,\"method\":\"hello\",\"params\":{\"version\":1,\"client\":\"t\"}}", &r,
+    CHECK(parse("{\"id\":0,\"method\":\"hello\",\"params\":{\"version\":2,\"client\":\"t\"}}", &r,
                 &f) == 0);
-    CHECK(r.hello.has_version && r.hello.version == 1);
+    CHECK(r.hello.has_version && r.hello.version == 2);
     CHECK_STREQ(r.hello.client, "t");
     wire_request_done(&r);
     CHECK(parse("{\"id\":2,\"method\":\"jobs\",\"params\":{\"state\":\"active\",\"path\":\"1-3.2\","
@@ -336,8 +336,8 @@ static void test_request_params(T *t)
                   WIRE_ERROR_BAD_REQUEST, "params.id: expected an integer, got string"));
     CHECK(refused("{\"id\":1,\"method\":\"job\",\"params\":{\"id\":1,\"x\":2}}",
                   WIRE_ERROR_BAD_REQUEST, "params.x: unknown key"));
-    CHECK(refused("{\"id\":1,\"method\":\"hello\",\"params\":{\"version\":0}}",
-                  WIRE_ERROR_BAD_REQUEST, "speaks 1"));
+    CHECK(refused("{\"id\":1,\"method\":\"hello\",\"params\":{\"version\":1}}",
+                  WIRE_ERROR_BAD_REQUEST, "speaks 2"));
     CHECK(refused("{\"id\":1,\"method\":\"hello\",\"params\":{\"client\":5}}",
                   WIRE_ERROR_BAD_REQUEST, "params.client: expected a string"));
     CHECK(refused("{\"id\":1,\"method\":\"jobs\",\"params\":{\"state\":\"running\"}}",
@@ -579,6 +579,76 @@ static void test_request_history(T *t)
                   WIRE_ERROR_BAD_REQUEST, "params.state: unknown key"));
 }
 
+#define SHA_A "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void test_request_history_cursors(T *t)
+{
+    WireRequest r;
+    WireFailure f;
+
+    CHECK(parse("{\"id\":1,\"method\":\"history\"}", &r, &f) == 0);
+    CHECK(r.history.before == 0 && r.history.after == 0 && !r.history.sha256);
+    wire_request_done(&r);
+    CHECK(parse("{\"id\":1,\"method\":\"history\",\"params\":{\"before\":42,"
+                "\"sha256\":\"" SHA_A "\",\"result\":\"interrupted\"}}",
+                &r, &f) == 0);
+    CHECK(r.history.before == 42 && r.history.after == 0);
+    CHECK_STREQ(r.history.sha256, SHA_A);
+    CHECK_STREQ(r.history.result, "interrupted");
+    wire_request_done(&r);
+    CHECK(parse("{\"id\":1,\"method\":\"history\",\"params\":{\"after\":0,"
+                "\"result\":\"expired\",\"limit\":1}}",
+                &r, &f) == 0);
+    CHECK(r.history.after == 0 && r.history.before == 0 && r.history.limit == 1);
+    CHECK_STREQ(r.history.result, "expired");
+    wire_request_done(&r);
+    CHECK(parse("{\"id\":1,\"method\":\"history\",\"params\":{\"after\":9007199254740991}}", &r,
+                &f) == 0);
+    CHECK(r.history.after == 9007199254740991ull);
+    wire_request_done(&r);
+
+    /* Both cursors: two directions at once. */
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"before\":5,\"after\":1}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.before and params.after exclude each other"));
+    /* Ranges and types. */
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"before\":0}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.before: 0 out of range"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"after\":-1}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.after: -1 out of range"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"before\":\"7\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.before: expected an integer"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"after\":1.5}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.after: expected an integer"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"after\":9007199254740992}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.after"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"sha256\":42}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.sha256: expected a string"));
+    /* sha256: exactly 64 lowercase hex digits. */
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"sha256\":\"0123abcd\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.sha256: not 64 lowercase hex digits"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"sha256\":"
+                  "\"0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.sha256: not 64 lowercase hex digits"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"sha256\":"
+                  "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeg\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.sha256: not 64 lowercase hex digits"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"sha256\":\"" SHA_A "0\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.sha256: longer than 64 bytes"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"sha256\":\"\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.sha256: empty string"));
+    /* Only final states; live ones can never be in the history. */
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"result\":\"downloading\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "\"interrupted\" or \"expired\""));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"result\":\"Failed\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.result"));
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"result\":true}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.result: expected a string"));
+    /* A refusal after a string was copied frees it (run under ASan). */
+    CHECK(refused("{\"id\":1,\"method\":\"history\",\"params\":{\"path\":\"1-1\",\"sha256\":"
+                  "\"" SHA_A "\",\"before\":2,\"after\":1}}",
+                  WIRE_ERROR_BAD_REQUEST, "exclude each other"));
+}
+
 int main(void)
 {
     RUN(test_enums);
@@ -593,6 +663,7 @@ int main(void)
     RUN(test_request_utf8);
     RUN(test_request_line_limit);
     RUN(test_request_history);
+    RUN(test_request_history_cursors);
     RUN(test_round_trip_request);
     RUN(test_round_trip_reply);
     RUN(test_round_trip_event);
