@@ -139,6 +139,8 @@ int config_new_default(Config **ret)
     c->job_timeout_s = 600;
     c->retries = 1;
     c->history_max_mb = CONFIG_HISTORY_MAX_MB_DEFAULT;
+    c->history_max_jobs = CONFIG_HISTORY_MAX_JOBS_DEFAULT;
+    c->wait_timeout_s = CONFIG_WAIT_TIMEOUT_DEFAULT;
     c->auto_flash = true;
     *ret = TAKE_PTR(c);
     return 0;
@@ -214,6 +216,8 @@ typedef enum Key {
     KEY_JOB_TIMEOUT,
     KEY_RETRIES,
     KEY_HISTORY_MAX_MB,
+    KEY_HISTORY_MAX_JOBS,
+    KEY_WAIT_TIMEOUT,
     KEY_EXTRA_PIDS,
     KEY_GROUP,
     KEY_AUTO_FLASH,
@@ -528,6 +532,16 @@ static void key_history_max_mb(Parser *p, const char *key, const char *v)
     key_number(p, key, v, 1, CONFIG_HISTORY_MAX_MB_MAX, &p->config->history_max_mb);
 }
 
+static void key_history_max_jobs(Parser *p, const char *key, const char *v)
+{
+    key_number(p, key, v, 0, CONFIG_HISTORY_MAX_JOBS_MAX, &p->config->history_max_jobs);
+}
+
+static void key_wait_timeout(Parser *p, const char *key, const char *v)
+{
+    key_number(p, key, v, 1, CONFIG_WAIT_TIMEOUT_MAX, &p->config->wait_timeout_s);
+}
+
 static void key_extra_pids(Parser *p, const char *key, const char *v)
 {
     _cleanup_free_ char *copy = strdup(v);
@@ -695,6 +709,8 @@ static const struct {
         [KEY_JOB_TIMEOUT] = {"job-timeout-s", SECTION_DAEMON, key_job_timeout},
         [KEY_RETRIES] = {"retries", SECTION_DAEMON, key_retries},
         [KEY_HISTORY_MAX_MB] = {"history-max-mb", SECTION_DAEMON, key_history_max_mb},
+        [KEY_HISTORY_MAX_JOBS] = {"history-max-jobs", SECTION_DAEMON, key_history_max_jobs},
+        [KEY_WAIT_TIMEOUT] = {"wait-timeout-s", SECTION_DAEMON, key_wait_timeout},
         [KEY_EXTRA_PIDS] = {"extra-pids", SECTION_DAEMON, key_extra_pids},
         [KEY_GROUP] = {"group", SECTION_DAEMON, key_group},
         [KEY_AUTO_FLASH] = {"auto-flash", SECTION_DAEMON, key_auto_flash},

@@ -37,8 +37,12 @@
 #define CONFIG_PATH_PATTERN_MAX 63u
 #define CONFIG_ERRORS_MAX       64u
 /* history.jsonl is rotated past this; a record is ~1.5 KiB, so 64 MiB is ~40k jobs. */
-#define CONFIG_HISTORY_MAX_MB_DEFAULT 64u
-#define CONFIG_HISTORY_MAX_MB_MAX     4096u
+#define CONFIG_HISTORY_MAX_MB_DEFAULT   64u
+#define CONFIG_HISTORY_MAX_MB_MAX       4096u
+#define CONFIG_WAIT_TIMEOUT_DEFAULT     300u /* s a job waits for a board on an empty port */
+#define CONFIG_WAIT_TIMEOUT_MAX         (7u * 24u * 3600u)
+#define CONFIG_HISTORY_MAX_JOBS_DEFAULT 2000000u
+#define CONFIG_HISTORY_MAX_JOBS_MAX     1000000000u
 
 typedef enum RuleMode {
     RULE_MODE_ANY,
@@ -84,7 +88,9 @@ typedef struct Config {
     unsigned replug_timeout_ms;
     unsigned job_timeout_s;
     unsigned retries;
-    unsigned history_max_mb;
+    unsigned history_max_mb;   /* obsolete since the SQLite store: accepted, ignored */
+    unsigned history_max_jobs; /* finished jobs kept in jobs.db; 0: all */
+    unsigned wait_timeout_s;   /* a job waiting for a board expires after this */
     uint16_t extra_pids[CONFIG_EXTRA_PIDS_MAX];
     size_t n_extra_pids;
     bool auto_flash;

@@ -70,6 +70,9 @@ typedef struct Device {
     /* We reset it: until this CLOCK_MONOTONIC time a leave-and-return is the same plug. */
     uint64_t replug_deadline_usec;
     uint64_t last_job;       /* the last job that ran on this plug, 0 if none */
+    uint64_t plug_id;        /* its record in the job store: the auto-flash job's id, 0 none */
+    char plug_outcome[24];   /* that job's final state, "" while it runs */
+    char note[160];          /* why a board that should be flashed is not (yet), "" none */
     sd_event_source *linger; /* while absent after a reset: how long the plug is kept */
     struct Device *next;
 } Device;

@@ -248,6 +248,9 @@ static int run(const Options *o, Config *config, ImageCache *cache)
         r = sd_event_loop(e);
     /* Clients go before the manager: the server is subscribed to it. */
     server = server_free(server);
+    /* Every job's last state reaches jobs.db before anything else can hang. */
+    if (m)
+        manager_close_store(m, MANAGER_STORE_CLOSE_USEC);
     if (m && manager_stop_workers(m, USEC_PER_SEC) < 0) {
         log_warning("workers still busy at exit; leaving them to the process exit");
         abandoned_manager = m;

@@ -14,6 +14,9 @@
 #include "store.h"
 #include "worker.h"
 
+#define MANAGER_STORE_PROGRESS_USEC (1000u * 1000u)      /* progress written to the store */
+#define MANAGER_AUTO_RETRY_USEC     (5u * 1000u * 1000u) /* auto-flash again after a refusal */
+
 typedef struct HookRun {
     Manager *manager;
     Hook *hook;
@@ -37,9 +40,18 @@ struct Manager {
     Config *config;
     ImageCache *images;
     DeviceTable *devices;
-    JobQueue *jobs;    /* live */
-    JobQueue *history; /* finished, at most MANAGER_HISTORY_MAX */
-    Store *store;      /* history.jsonl: every finished job, across restarts */
+    JobQueue *jobs;         /* live */
+    JobQueue *history;      /* finished, at most MANAGER_HISTORY_MAX */
+    Store *store;           /* jobs.db on its own thread: every job, from queued to its end */
+    bool store_open;        /* it has opened once: ids can be handed out */
+    bool started;           /* workers, monitor and coldplug are up (after the store answered) */
+    json_object *preloaded; /* the newest jobs of earlier runs, newest last (for `jobs`) */
+    StorePlug *memo;        /* open plugs of this boot from earlier runs, matched at coldplug */
+    size_t n_memo;
+    char boot_id[40];
+    struct Inserting *inserting; /* jobs whose rows are being committed: no id yet */
+    size_t n_inserting;
+    sd_event_source *auto_retry; /* auto-flash again after the store refused a job */
     Monitor *monitor;
     WorkerPool *pool;
     sd_event_source *pool_source;
@@ -74,14 +86,36 @@ typedef struct JobSpec {
     unsigned hook_timeout_s;
 } JobSpec;
 
-int manager_queue_job(Manager *m, const JobSpec *spec, Job **ret);
+/* Called once the jobs are committed (ids set) or refused (r < 0, message); m is NULL
+ * when the manager was freed meanwhile (r is then -ECANCELED). */
+typedef void (*ManagerQueuedFn)(Manager *m, void *userdata, int r, const char *message,
+                                Job *const *jobs, size_t n);
+
+/*
+ * Record n jobs (one spec each) in the store, then queue them: a job is a row
+ * before it has an id. The auto-flash job of a plug (spec->auto_flash, n == 1)
+ * records the plug with it. -ENOSPC when the job table cannot take them.
+ */
+int manager_queue_jobs(Manager *m, const JobSpec *specs, size_t n, ManagerQueuedFn fn,
+                       void *userdata);
+/* The newest version of j's row to the store. */
+void manager_store_job(Manager *m, const Job *j);
+/* The plug record of d (its auto-flash job's), when there is one. */
+void manager_store_plug(Manager *m, const Device *d, uint64_t left_usec);
+void manager_free_inserting(Manager *m);
 void manager_pump(Manager *m);
 int manager_on_pool(sd_event_source *s, int fd, uint32_t revents, void *userdata);
 /* The board of a job waiting for its replug is back. */
 void manager_job_board_returned(Manager *m, Job *j);
 /* The board of a job left for good. */
 void manager_job_board_left(Manager *m, Job *j);
+/* j ends in state (final) for err (and the engine's report, may be NULL): logged, announced,
+ * stored, its after= action started, retired once its worker is done. */
+void manager_job_end(Manager *m, Job *j, JobState state, const ErrInfo *err,
+                     const DfuReport *report);
 void manager_job_finish(Manager *m, Job *j, JobState state, EspdfuErr code, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
-void manager_cancel_all(Manager *m, const char *why);
+/* Every live job ends as state (cancelled, interrupted) for why. */
+void manager_end_all(Manager *m, JobState state, const char *why);
+void manager_auto_flash_all(Manager *m);
 void manager_free_hooks(Manager *m);

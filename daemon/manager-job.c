@@ -49,18 +49,177 @@ static void job_state(Manager *m, Job *j, JobState to, const char *fmt, ...)
     /* The end of a job has its own line, with its result and error code. */
     if (!job_state_is_final(to))
         log_job(LOG_DEBUG, &f, "%s: %s", job_state_to_string(to), reason);
+    manager_store_job(m, j);
     manager_emit(m, MANAGER_EVENT_JOB_CHANGED, device_table_get(m->devices, j->path), j);
 }
 
-int manager_queue_job(Manager *m, const JobSpec *spec, Job **ret)
+/* ---- the store: every job a row from the moment it is queued ---- */
+
+void manager_store_job(Manager *m, const Job *j)
 {
-    _cleanup_(job_freep) Job *j = NULL;
-    LogJobFields f;
-    Job *q;
+    json_object *o;
     int r;
 
-    r = job_new(m->next_job_id, spec->path, spec->source, spec->image, spec->image_name,
-                now_usec(CLOCK_REALTIME), &j);
+    if (!m->store || !j->id)
+        return;
+    o = job_to_json(j);
+    if (!o) {
+        log_error("job %" PRIu64 ": out of memory, its state is not written to the store", j->id);
+        return;
+    }
+    r = store_put_job(m->store,
+                      &(StoreJobRow){
+                              .id = j->id,
+                              .path = j->path,
+                              .state = job_state_to_string(j->state),
+                              .sha256 = j->image->sha256_hex,
+                              .created_usec = j->created_usec,
+                              .finished_usec = j->finished_usec,
+                              .json = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+                      });
+    if (r == -ENOMEM)
+        log_error("job %" PRIu64 ": out of memory, its state is not written to the store", j->id);
+    json_object_put(o);
+}
+
+void manager_store_plug(Manager *m, const Device *d, uint64_t left_usec)
+{
+    StorePlug p = {
+            .id = d->plug_id,
+            .busnum = d->info.busnum,
+            .devnum = d->info.devnum,
+            .arrived_usec = d->arrived_realtime_usec,
+            .left_usec = left_usec,
+            .job = d->plug_id,
+    };
+
+    if (!m->store || !d->plug_id)
+        return;
+    snprintf(p.boot_id, sizeof(p.boot_id), "%s", m->boot_id);
+    snprintf(p.path, sizeof(p.path), "%s", d->info.path);
+    snprintf(p.outcome, sizeof(p.outcome), "%s", d->plug_outcome);
+    if (store_put_plug(m->store, &p) < 0)
+        log_error("[%s] the plug record of job %" PRIu64 " cannot be queued for the store",
+                  d->info.path, d->plug_id);
+}
+
+typedef struct Inserting {
+    Manager *manager;
+    Job **jobs;
+    size_t n;
+    ManagerQueuedFn fn;
+    void *userdata;
+    unsigned busnum, devnum; /* the plug an auto-flash job belongs to */
+    struct Inserting *next;
+} Inserting;
+
+static void inserting_free(Inserting *ins)
+{
+    for (size_t i = 0; i < ins->n; i++)
+        job_free(ins->jobs[i]);
+    free(ins->jobs);
+    free(ins);
+}
+
+static void inserting_unlink(Manager *m, Inserting *ins)
+{
+    for (Inserting **p = &m->inserting; *p; p = &(*p)->next)
+        if (*p == ins) {
+            *p = ins->next;
+            m->n_inserting -= ins->n;
+            return;
+        }
+}
+
+void manager_free_inserting(Manager *m)
+{
+    while (m->inserting) {
+        Inserting *ins = m->inserting;
+
+        inserting_unlink(m, ins);
+        /* The store still answers later: with nothing to point to. */
+        for (size_t i = 0; i < ins->n; i++)
+            job_free(ins->jobs[i]);
+        ins->jobs = (free(ins->jobs), NULL);
+        ins->n = 0;
+        ins->manager = NULL;
+    }
+}
+
+static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* A committed job joins its port's queue. */
+static void job_accepted(Manager *m, Job *j, const Inserting *ins)
+{
+    Device *d = device_table_get(m->devices, j->path);
+    LogJobFields f = job_fields(j, NULL);
+
+    if (job_queue_push(m->jobs, j) < 0) { /* capacity was reserved: cannot happen */
+        log_job(LOG_ERR, &f, "internal error: no room in the job table");
+        job_free(j);
+        return;
+    }
+    log_job(LOG_INFO, &f, "queued by %s%s: %s (%zu bytes, sha256 %.16s)",
+            j->auto_flash ? "rule " : "", j->source, j->image_name, j->image->image->payload_size,
+            j->image->sha256_hex);
+    manager_emit(m, MANAGER_EVENT_JOB_QUEUED, d, j);
+    if (j->auto_flash) {
+        if (!d || !d->present || d->info.busnum != ins->busnum || d->info.devnum != ins->devnum) {
+            /* The plug it was for ended while the row was written. */
+            manager_job_finish(m, j, JOB_FAILED, ERR_DISCONNECTED,
+                               "board disconnected before the job could start");
+            return;
+        }
+        d->plug_id = j->id;
+        d->plug_outcome[0] = '\0';
+        d->note[0] = '\0';
+    } else if (j->state == JOB_WAITING_FOR_BOARD && m->config->wait_timeout_s &&
+               sd_event_add_time_relative(m->event, &j->wait_timer, CLOCK_MONOTONIC,
+                                          (uint64_t)m->config->wait_timeout_s * USEC_PER_SEC, 0,
+                                          on_wait_timeout, m) < 0)
+        log_job(LOG_WARNING, &f, "cannot arm the wait timer: the job waits without a limit");
+}
+
+static void on_inserted(void *userdata, int r, const char *message, const uint64_t *ids, size_t n)
+{
+    Inserting *ins = userdata;
+    Manager *m = ins->manager;
+
+    if (!m) { /* the manager is gone: its callers still learn it, to free what they hold */
+        if (ins->fn)
+            ins->fn(NULL, ins->userdata, -ECANCELED, "espdfud is stopping", NULL, 0);
+        free(ins->jobs);
+        free(ins);
+        return;
+    }
+    inserting_unlink(m, ins);
+    if (r < 0) {
+        log_error("cannot record %zu job%s: %s", ins->n, ins->n == 1 ? "" : "s", message);
+        if (ins->fn)
+            ins->fn(m, ins->userdata, r, message, NULL, 0);
+        inserting_free(ins);
+        manager_update_status(m);
+        return;
+    }
+    for (size_t i = 0; i < ins->n && i < n; i++)
+        ins->jobs[i]->id = ids[i];
+    if (ins->fn)
+        ins->fn(m, ins->userdata, 0, NULL, ins->jobs, ins->n);
+    for (size_t i = 0; i < ins->n; i++)
+        job_accepted(m, TAKE_PTR(ins->jobs[i]), ins);
+    inserting_free(ins);
+    manager_pump(m);
+    manager_update_status(m);
+}
+
+static int job_from_spec(Manager *m, const JobSpec *spec, Job **ret)
+{
+    _cleanup_(job_freep) Job *j = NULL;
+    Device *d = device_table_get(m->devices, spec->path);
+    uint64_t now = now_usec(CLOCK_REALTIME);
+    int r;
+
+    r = job_new(0, spec->path, spec->source, spec->image, spec->image_name, now, &j);
     if (r < 0)
         return r;
     j->auto_flash = spec->auto_flash;
@@ -69,33 +228,79 @@ int manager_queue_job(Manager *m, const JobSpec *spec, Job **ret)
     r = job_set_after(j, spec->after, spec->hook_argv, spec->hook_timeout_s);
     if (r < 0)
         return r;
-    r = job_queue_push(m->jobs, j);
-    if (r < 0)
-        return r;
-    m->next_job_id++;
-    q = TAKE_PTR(j);
-    f = job_fields(q, NULL);
-    log_job(LOG_INFO, &f, "queued by %s%s: %s (%zu bytes, sha256 %.16s)",
-            spec->auto_flash ? "rule " : "", spec->source, spec->image_name,
-            spec->image->image->payload_size, spec->image->sha256_hex);
-    manager_emit(m, MANAGER_EVENT_JOB_QUEUED, device_table_get(m->devices, q->path), q);
-    if (ret)
-        *ret = q;
+    /* Known before the row is written, so queueing costs exactly one commit. */
+    if (!d || !d->present)
+        (void)job_set_state(j, JOB_WAITING_FOR_BOARD, now, "no board on %s", j->path);
+    *ret = TAKE_PTR(j);
     return 0;
 }
 
-/* Written once the job is final and its worker is done: nothing changes it after. */
-static void job_record(Manager *m, const Job *j)
+int manager_queue_jobs(Manager *m, const JobSpec *specs, size_t n, ManagerQueuedFn fn,
+                       void *userdata)
 {
-    json_object *o;
+    _cleanup_free_ StoreJobRow *rows = NULL;
+    json_object **docs = NULL;
+    Inserting *ins;
+    Device *d;
+    int r = 0;
 
     if (!m->store)
-        return;
-    o = job_to_json(j);
-    /* A write failure keeps the record pending and is logged by the store. */
-    if (!o || store_append(m->store, o) == -ENOMEM)
-        log_error("job %" PRIu64 ": out of memory, not written to the history", j->id);
-    json_object_put(o);
+        return -ENODEV;
+    if (job_queue_count(m->jobs) + m->n_inserting + n > JOB_QUEUE_MAX)
+        return -ENOSPC;
+    ins = calloc(1, sizeof(*ins));
+    rows = calloc(n, sizeof(*rows));
+    docs = calloc(n, sizeof(*docs));
+    if (!ins || !rows || !docs || !(ins->jobs = calloc(n, sizeof(*ins->jobs)))) {
+        free(ins);
+        free(docs);
+        return -ENOMEM;
+    }
+    *ins = (Inserting){.manager = m, .jobs = ins->jobs, .fn = fn, .userdata = userdata};
+    for (size_t i = 0; i < n && r >= 0; i++) {
+        r = job_from_spec(m, &specs[i], &ins->jobs[i]);
+        if (r < 0)
+            break;
+        ins->n++;
+        docs[i] = job_to_json(ins->jobs[i]);
+        if (!docs[i]) {
+            r = -ENOMEM;
+            break;
+        }
+        rows[i] = (StoreJobRow){
+                .path = ins->jobs[i]->path,
+                .state = job_state_to_string(ins->jobs[i]->state),
+                .sha256 = ins->jobs[i]->image->sha256_hex,
+                .created_usec = ins->jobs[i]->created_usec,
+                .json = json_object_to_json_string_ext(docs[i], JSON_C_TO_STRING_PLAIN),
+        };
+    }
+    d = n == 1 && specs[0].auto_flash ? device_table_get(m->devices, specs[0].path) : NULL;
+    if (r >= 0 && d) {
+        StorePlug plug = {
+                .busnum = d->info.busnum,
+                .devnum = d->info.devnum,
+                .arrived_usec = d->arrived_realtime_usec,
+        };
+
+        snprintf(plug.boot_id, sizeof(plug.boot_id), "%s", m->boot_id);
+        snprintf(plug.path, sizeof(plug.path), "%s", d->info.path);
+        ins->busnum = d->info.busnum;
+        ins->devnum = d->info.devnum;
+        r = store_insert_jobs(m->store, rows, n, &plug, on_inserted, ins);
+    } else if (r >= 0)
+        r = store_insert_jobs(m->store, rows, n, NULL, on_inserted, ins);
+    for (size_t i = 0; i < n; i++)
+        json_object_put(docs[i]);
+    free(docs);
+    if (r < 0) {
+        inserting_free(ins);
+        return r == -EAGAIN ? -ENOSPC : r;
+    }
+    ins->next = m->inserting;
+    m->inserting = ins;
+    m->n_inserting += n;
+    return 0;
 }
 
 /* A finished job whose worker has answered leaves the live queue for the history. */
@@ -103,7 +308,6 @@ static void job_retire(Manager *m, Job *j)
 {
     if (!job_state_is_final(j->state) || j->worker_active)
         return;
-    job_record(m, j);
     job_queue_remove(m->jobs, j);
     while (job_queue_count(m->history) >= MANAGER_HISTORY_MAX) {
         Job *oldest = job_queue_next(m->history, NULL);
@@ -113,6 +317,8 @@ static void job_retire(Manager *m, Job *j)
     }
     if (job_queue_push(m->history, j) < 0)
         job_free(j);
+    /* A slot is free: a board the full table kept waiting gets its job now. */
+    manager_auto_flash_all(m);
 }
 
 /* ---- talking to workers ---- */
@@ -195,6 +401,8 @@ static void job_start(Manager *m, Job *j)
                                   d->info.pid, chip_to_string(d->info.chip));
     j->chip = d->info.chip;
     j->pid = d->info.pid;
+    j->wait_timer = sd_event_source_disable_unref(j->wait_timer);
+    job_begin_attempt(j, now_usec(CLOCK_REALTIME));
     d->plug = DEVICE_PLUG_BUSY;
     d->last_job = j->id;
     if (first) {
@@ -238,11 +446,34 @@ void manager_pump(Manager *m)
 
         if (j->retry_timer || job_queue_head(m->jobs, j->path) != j)
             continue;
-        if (j->state == JOB_QUEUED && !board)
+        if (j->state == JOB_QUEUED && !board) {
             job_state(m, j, JOB_WAITING_FOR_BOARD, "no board on %s", j->path);
-        else if (j->state == JOB_WAITING_FOR_BOARD && board)
+            if (m->config->wait_timeout_s &&
+                job_timer(m, &j->wait_timer, (uint64_t)m->config->wait_timeout_s * USEC_PER_SEC,
+                          on_wait_timeout) < 0)
+                log_warning("job %" PRIu64 ": cannot arm the wait timer", j->id);
+        } else if (j->state == JOB_WAITING_FOR_BOARD && board) {
+            j->wait_timer = sd_event_source_disable_unref(j->wait_timer);
             job_state(m, j, JOB_QUEUED, "board arrived; waiting for a free worker");
+        }
     }
+}
+
+/* Nobody plugged a board into the port of a waiting job in time. */
+static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+    Manager *m = userdata;
+
+    for (Job *j = job_queue_next(m->jobs, NULL); j; j = job_queue_next(m->jobs, j))
+        if (j->wait_timer == s) {
+            manager_job_finish(m, j, JOB_EXPIRED, ERR_WAIT_TIMEOUT,
+                               "no board on %s within %u s (wait-timeout-s)", j->path,
+                               m->config->wait_timeout_s);
+            break;
+        }
+    manager_pump(m);
+    manager_update_status(m);
+    return 0;
 }
 
 /* ---- results ---- */
@@ -266,16 +497,16 @@ static void job_attempt_failed(Manager *m, Job *j, const ErrInfo *err, const Dfu
 {
     LogJobFields f = job_fields(j, NULL);
 
-    job_set_error(j, err, report);
+    job_end_attempt(j, now_usec(CLOCK_REALTIME), err, report);
     if (!job_error_is_transient(err->code) || j->retries_done >= j->retries_allowed || m->stopping)
-        return manager_job_finish(m, j, JOB_FAILED, err->code, "%s", err->message);
+        return manager_job_end(m, j, JOB_FAILED, err, report);
     j->retries_done++;
     log_job(LOG_WARNING, &f, "attempt %u failed: %s [%s]; retrying (%u of %u)", j->retries_done,
             err->message, espdfu_err_to_string(err->code), j->retries_done, j->retries_allowed);
     job_state(m, j, JOB_QUEUED, "retry %u of %u after: %s", j->retries_done, j->retries_allowed,
               err->message);
     if (job_timer(m, &j->retry_timer, MANAGER_RETRY_DELAY_USEC, on_retry) < 0)
-        manager_job_finish(m, j, JOB_FAILED, err->code, "%s", err->message);
+        manager_job_end(m, j, JOB_FAILED, err, report);
 }
 
 static int on_replug_timeout(sd_event_source *s, uint64_t usec, void *userdata)
@@ -322,6 +553,7 @@ static void on_download_result(Manager *m, Job *j, const WorkerResult *res)
     j->percent = 100;
     j->download_duration_usec = res->elapsed_usec;
     j->rate = res->elapsed_usec ? j->bytes_total * USEC_PER_SEC / res->elapsed_usec : 0;
+    job_end_attempt(j, now_usec(CLOCK_REALTIME), NULL, NULL);
     manager_job_finish(m, j, JOB_SUCCEEDED, ERR_OK,
                        "flashed %" PRIu64 " bytes in %" PRIu64 ".%01" PRIu64 " s (%.1f KiB/s)",
                        j->bytes_total, ms / 1000, (ms % 1000) / 100, (double)j->rate / 1024.0);
@@ -366,6 +598,11 @@ static void on_progress(void *userdata, const WorkerProgress *pr)
     job_set_progress(j, pr->sent, pr->total, pr->block, now_usec(CLOCK_MONOTONIC));
     if (pr->total && pr->sent == pr->total && j->state == JOB_DOWNLOADING)
         job_state(m, j, JOB_MANIFESTING, "all %" PRIu64 " bytes sent", pr->total);
+    /* Where it is, for the recovery after a crash: once a second is enough. */
+    if (now_usec(CLOCK_MONOTONIC) >= j->stored_usec + MANAGER_STORE_PROGRESS_USEC) {
+        j->stored_usec = now_usec(CLOCK_MONOTONIC);
+        manager_store_job(m, j);
+    }
     manager_emit(m, MANAGER_EVENT_JOB_PROGRESS, device_table_get(m->devices, j->path), j);
 }
 
@@ -498,6 +735,7 @@ static void device_after_job(Manager *m, Job *j, Device *d)
         return;
     if (!d->present && !manager_device_expects_replug(d)) {
         /* It left during the detach and never came back. */
+        manager_store_plug(m, d, now_usec(CLOCK_REALTIME));
         log_info("[%s] board left", d->info.path);
         manager_emit(m, MANAGER_EVENT_DEVICE_REMOVED, d, NULL);
         device_table_remove(m->devices, d);
@@ -509,27 +747,24 @@ static void device_after_job(Manager *m, Job *j, Device *d)
     manager_emit(m, MANAGER_EVENT_DEVICE_CHANGED, d, NULL);
 }
 
-void manager_job_finish(Manager *m, Job *j, JobState state, EspdfuErr code, const char *fmt, ...)
+void manager_job_end(Manager *m, Job *j, JobState state, const ErrInfo *err,
+                     const DfuReport *report)
 {
     Device *d = device_table_get(m->devices, j->path);
-    char message[sizeof(j->error.message)];
+    const char *message = err ? err->message : "";
     LogJobFields f;
-    va_list ap;
 
-    va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
-    va_end(ap);
-    /* A worker's error came with its DfuReport; any other reason replaces both. */
-    if (state != JOB_SUCCEEDED &&
-        (j->error.code != code || strcmp(j->error.message, message) != 0)) {
-        ErrInfo e = {.code = code};
-
-        snprintf(e.message, sizeof(e.message), "%s", message);
-        job_set_error(j, &e, NULL);
-    }
+    /* The attempt under way ends here; the job's error is the root cause of all of them. */
+    job_end_attempt(j, now_usec(CLOCK_REALTIME), state == JOB_SUCCEEDED ? NULL : err,
+                    state == JOB_SUCCEEDED ? NULL : report);
+    if (state == JOB_SUCCEEDED)
+        job_clear_error(j);
+    else
+        job_set_final_error(j, err, report);
     j->timeout_timer = sd_event_source_disable_unref(j->timeout_timer);
     j->replug_timer = sd_event_source_disable_unref(j->replug_timer);
     j->retry_timer = sd_event_source_disable_unref(j->retry_timer);
+    j->wait_timer = sd_event_source_disable_unref(j->wait_timer);
     /* The worker, if any, stops between blocks; its answer is then only bookkeeping. */
     if (j->worker_active)
         atomic_store(&j->cancel, true);
@@ -543,14 +778,29 @@ void manager_job_finish(Manager *m, Job *j, JobState state, EspdfuErr code, cons
         log_job(LOG_INFO, &f, "%s", message);
     else
         log_job(state == JOB_FAILED ? LOG_ERR : LOG_NOTICE, &f, "%s: %s [%s]",
-                job_state_to_string(state), message, espdfu_err_to_string(code));
+                job_state_to_string(state), j->error.message, espdfu_err_to_string(j->error.code));
     manager_emit(m, MANAGER_EVENT_JOB_FINISHED, d, j);
+    if (d && j->auto_flash && d->plug_id == j->id) {
+        snprintf(d->plug_outcome, sizeof(d->plug_outcome), "%s", job_state_to_string(state));
+        manager_store_plug(m, d, 0);
+    }
     device_after_job(m, j, d);
     job_after(m, j, device_table_get(m->devices, j->path));
     job_retire(m, j);
 }
 
-void manager_cancel_all(Manager *m, const char *why)
+void manager_job_finish(Manager *m, Job *j, JobState state, EspdfuErr code, const char *fmt, ...)
+{
+    ErrInfo e = {.code = code};
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    va_end(ap);
+    manager_job_end(m, j, state, &e, NULL);
+}
+
+void manager_end_all(Manager *m, JobState state, const char *why)
 {
     Job *j = job_queue_next(m->jobs, NULL);
 
@@ -561,7 +811,9 @@ void manager_cancel_all(Manager *m, const char *why)
 
         if (!job_state_is_final(j->state)) {
             job_describe_position(j, where, sizeof(where));
-            manager_job_finish(m, j, JOB_CANCELLED, ERR_CANCELLED, "%s (%s)", why, where);
+            manager_job_finish(m, j, state,
+                               state == JOB_INTERRUPTED ? ERR_INTERRUPTED : ERR_CANCELLED, "%s %s",
+                               why, where);
         }
         j = next;
     }
@@ -598,22 +850,54 @@ static bool valid_port_path(const char *p)
     return n > 0 && n < DEVICE_PATH_MAX && strspn(p, "0123456789-.") == n;
 }
 
-int manager_flash(Manager *m, const char *const *paths, size_t n_paths, CachedImage *image,
-                  const char *image_name, const ManagerFlashOptions *o, uint64_t *ret_ids)
+typedef struct FlashCall {
+    ManagerFlashDone done;
+    void *userdata;
+} FlashCall;
+
+static void on_flash_queued(Manager *m, void *userdata, int r, const char *message,
+                            Job *const *jobs, size_t n)
 {
+    FlashCall *call = userdata;
+    _cleanup_free_ uint64_t *ids = r >= 0 ? calloc(n ? n : 1, sizeof(*ids)) : NULL;
+
+    for (size_t i = 0; ids && i < n; i++)
+        ids[i] = jobs[i]->id;
+    if (r >= 0 && !ids) {
+        r = -ENOMEM;
+        message = "out of memory";
+    }
+    call->done(call->userdata, r, message, ids, n);
+    free(call);
+}
+
+int manager_flash(Manager *m, const char *const *paths, size_t n_paths, CachedImage *image,
+                  const char *image_name, const ManagerFlashOptions *o, ManagerFlashDone done,
+                  void *userdata)
+{
+    _cleanup_free_ JobSpec *specs = NULL;
+    FlashCall *call;
     int r;
 
     if (m->stopping)
         return -ESHUTDOWN;
-    if (n_paths == 0 || n_paths > MANAGER_FLASH_PATHS_MAX || !image || !image_name)
+    if (n_paths == 0 || n_paths > MANAGER_FLASH_PATHS_MAX || !image || !image_name || !done)
         return -EINVAL;
     for (size_t i = 0; i < n_paths; i++)
         if (!valid_port_path(paths[i]))
             return -EINVAL;
-    if (job_queue_count(m->jobs) + n_paths > JOB_QUEUE_MAX)
-        return -ENOSPC;
-    for (size_t i = 0; i < n_paths; i++) {
-        JobSpec spec = {
+    /* Before the store has opened, the insert simply waits behind the opening. */
+    if (!m->store)
+        return -EIO;
+    specs = calloc(n_paths, sizeof(*specs));
+    call = calloc(1, sizeof(*call));
+    if (!specs || !call) {
+        free(call);
+        return -ENOMEM;
+    }
+    *call = (FlashCall){.done = done, .userdata = userdata};
+    for (size_t i = 0; i < n_paths; i++)
+        specs[i] = (JobSpec){
                 .path = paths[i],
                 .source = o && o->source ? o->source : "manual",
                 .image = image,
@@ -624,15 +908,8 @@ int manager_flash(Manager *m, const char *const *paths, size_t n_paths, CachedIm
                 .hook_argv = o ? o->hook_argv : NULL,
                 .hook_timeout_s = o && o->hook_timeout_s ? o->hook_timeout_s : 30,
         };
-        Job *j = NULL;
-
-        r = manager_queue_job(m, &spec, &j);
-        if (r < 0)
-            return r; /* only -ENOMEM gets here: capacity was checked above */
-        if (ret_ids)
-            ret_ids[i] = j->id;
-    }
-    manager_pump(m);
-    manager_update_status(m);
-    return 0;
+    r = manager_queue_jobs(m, specs, n_paths, on_flash_queued, call);
+    if (r < 0)
+        free(call);
+    return r;
 }

@@ -6,8 +6,11 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libudev.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
 #include "manager-internal.h"
@@ -70,10 +73,17 @@ void manager_get_stats(const Manager *m, ManagerStats *ret)
             .succeeded = m->n_succeeded, .failed = m->n_failed, .cancelled = m->n_cancelled};
 
     if (m->store) {
-        s.history_pending = store_pending(m->store);
-        s.history_dropped = store_dropped(m->store);
-        s.history_error = store_error(m->store);
+        StoreStats st;
+
+        store_get_stats(m->store, &st);
+        s.history_pending = st.pending;
+        s.history_dropped = st.dropped;
+        s.history_error = st.error;
+        snprintf(s.history_error_message, sizeof(s.history_error_message), "%s", st.error_message);
+        s.store_open = st.open;
+        s.store_commits = st.commits;
     }
+    s.jobs_recording = m->n_inserting;
     for (Device *d = device_table_next(m->devices, NULL); d; d = device_table_next(m->devices, d))
         if (d->present)
             s.boards++;
@@ -146,30 +156,23 @@ int manager_new(sd_event *e, const ManagerOptions *o, Config *config, ImageCache
 }
 
 static void on_uevent(void *userdata, MonitorAction action, struct udev_device *d);
+static void manager_match_memo(Manager *m, Device *d);
+static void manager_forget_memo(Manager *m);
 
-/* Before anything can queue a job: ids continue after the largest ever recorded. */
-static int manager_open_store(Manager *m)
+/* /proc/sys/kernel/random/boot_id: bus and device numbers mean something within one boot. */
+static void read_boot_id(char *buf, size_t size)
 {
-    int r;
+    _cleanup_fclose_ FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
 
-    r = store_new(m->event, m->config->state_dir,
-                  (uint64_t)m->config->history_max_mb * 1024u * 1024u, &m->store);
-    if (r < 0)
-        return log_errno(LOG_ERR, r, "cannot open the job history in %s", m->config->state_dir);
-    if (store_max_id(m->store) >= m->next_job_id)
-        m->next_job_id = store_max_id(m->store) + 1;
-    log_debug("history: %zu records preloaded, next job id %" PRIu64,
-              json_object_array_length(store_preloaded(m->store)), m->next_job_id);
-    return 0;
+    if (!f || !fgets(buf, (int)size, f))
+        snprintf(buf, size, "unknown");
+    buf[strcspn(buf, "\n")] = '\0';
 }
 
-int manager_start(Manager *m)
+/* Workers, udev, coldplug: boards are seen at once; jobs wait for the store. */
+static int manager_start_boards(Manager *m)
 {
     int r;
-
-    r = manager_open_store(m);
-    if (r < 0)
-        return r;
 
     r = worker_pool_new(m->config->workers, NULL, &m->pool);
     if (r < 0)
@@ -186,13 +189,85 @@ int manager_start(Manager *m)
     r = monitor_enumerate(m->monitor);
     if (r < 0)
         return log_errno(LOG_ERR, r, "cannot enumerate USB devices");
-    log_info("ready: %u workers, %zu rule%s, auto-flash %s, %zu board%s present",
-             m->config->workers, m->config->n_rules, m->config->n_rules == 1 ? "" : "s",
-             m->config->auto_flash ? "on" : "off (config)", device_table_count(m->devices),
-             device_table_count(m->devices) == 1 ? "" : "s");
-    (void)sd_notify(false, "READY=1");
-    manager_update_status(m);
     return 0;
+}
+
+static void log_store_opened(Manager *m, const StoreReady *ready)
+{
+    const StoreDbOpenInfo *i = ready->info;
+
+    if (i->moved_aside)
+        log_error("job store %s/%s was unusable (%s): moved aside to %s; a new one starts, "
+                  "its job ids above %" PRIu64,
+                  m->config->state_dir, STORE_DB_FILE, i->aside_reason, i->aside_path, i->id_floor);
+    if (i->imported_legacy)
+        log_notice("imported %u job%s from %s/%s (%u corrupt line%s skipped); the file is "
+                   "renamed .imported",
+                   i->imported, i->imported == 1 ? "" : "s", m->config->state_dir,
+                   STORE_DB_LEGACY_FILE, i->import_skipped, i->import_skipped == 1 ? "" : "s");
+    if (ready->recovered)
+        log_warning("%u job%s of the previous run ended as interrupted", ready->recovered,
+                    ready->recovered == 1 ? "" : "s");
+    log_info("job store %s/%s %s", m->config->state_dir, STORE_DB_FILE,
+             i->created ? "created" : "opened");
+}
+
+static void on_store_ready(void *userdata, const StoreReady *ready)
+{
+    Manager *m = userdata;
+
+    if (ready->r < 0) {
+        log_error("the job store cannot be opened: %s; no job is accepted until it can be "
+                  "(retrying)",
+                  ready->message);
+    } else {
+        log_store_opened(m, ready);
+        m->store_open = true;
+        json_object_put(m->preloaded);
+        m->preloaded = json_object_get(ready->preloaded);
+        free(m->memo);
+        m->memo = ready->n_plugs ? calloc(ready->n_plugs, sizeof(*m->memo)) : NULL;
+        m->n_memo = m->memo ? ready->n_plugs : 0;
+        if (m->memo)
+            memcpy(m->memo, ready->plugs, ready->n_plugs * sizeof(*m->memo));
+    }
+    /* Boards present meanwhile learn their plugs from the memo, then get their jobs. */
+    for (Device *d = device_table_next(m->devices, NULL); d; d = device_table_next(m->devices, d))
+        manager_match_memo(m, d);
+    manager_forget_memo(m);
+    if (!m->started) {
+        m->started = true;
+        log_info("ready: %u workers, %zu rule%s, auto-flash %s, %zu board%s present",
+                 m->config->workers, m->config->n_rules, m->config->n_rules == 1 ? "" : "s",
+                 m->config->auto_flash ? "on" : "off (config)", device_table_count(m->devices),
+                 device_table_count(m->devices) == 1 ? "" : "s");
+        (void)sd_notify(false, "READY=1");
+    }
+    manager_auto_flash_all(m);
+    manager_pump(m);
+    manager_update_status(m);
+}
+
+int manager_start(Manager *m)
+{
+    StoreOptions o = {
+            .dir = m->config->state_dir,
+            .boot_id = m->boot_id,
+            .keep_jobs = m->config->history_max_jobs,
+            .ready = on_store_ready,
+            .userdata = m,
+    };
+    int r;
+
+    read_boot_id(m->boot_id, sizeof(m->boot_id));
+    /* Before the loop runs: without it ids could not be kept, so it is fatal. */
+    if (mkdir(m->config->state_dir, 0750) < 0 && errno != EEXIST)
+        return log_errno(LOG_ERR, -errno, "cannot create the state directory %s",
+                         m->config->state_dir);
+    r = store_new(m->event, &o, &m->store);
+    if (r < 0)
+        return log_errno(LOG_ERR, r, "cannot start the job store's thread");
+    return manager_start_boards(m);
 }
 
 static int on_stop_timeout(sd_event_source *s, uint64_t usec, void *userdata)
@@ -214,7 +289,7 @@ void manager_shutdown(Manager *m)
     (void)sd_notify(false, "STOPPING=1");
     /* First, so nothing cancelled below starts a retry, a reset or a hook. */
     m->stopping = true;
-    manager_cancel_all(m, "espdfud is stopping");
+    manager_end_all(m, JOB_INTERRUPTED, "espdfud was stopped");
     manager_update_status(m);
     if (!m->pool || worker_pool_outstanding(m->pool) == 0) {
         (void)sd_event_exit(m->event, 0);
@@ -251,11 +326,14 @@ Manager *manager_free(Manager *m)
     if (manager_stop_workers(m, 0) < 0)
         return NULL; /* still busy: leave everything to the process exit */
     manager_free_hooks(m);
+    manager_close_store(m, MANAGER_STORE_CLOSE_USEC);
     monitor_free(m->monitor);
     sd_event_source_disable_unref(m->stop_timer);
     job_queue_free(m->jobs);
     job_queue_free(m->history);
-    store_free(m->store);
+    json_object_put(m->preloaded);
+    free(m->memo);
+    sd_event_source_disable_unref(m->auto_retry);
     device_table_free(m->devices);
     config_free(m->config);
     image_cache_free(m->images);
@@ -292,16 +370,64 @@ static RuleMode rule_mode_of(DeviceMode mode)
     return RULE_MODE_ANY;
 }
 
+static int on_auto_retry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+    Manager *m = userdata;
+
+    m->auto_retry = sd_event_source_disable_unref(m->auto_retry);
+    manager_auto_flash_all(m);
+    manager_update_status(m);
+    return 0;
+}
+
+/* Why a board that a rule wants is not flashed: on the board, for everyone to see. */
+static void device_note(Manager *m, Device *d, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void device_note(Manager *m, Device *d, const char *fmt, ...)
+{
+    char note[sizeof(d->note)];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(note, sizeof(note), fmt, ap);
+    va_end(ap);
+    if (strcmp(note, d->note) != 0) {
+        snprintf(d->note, sizeof(d->note), "%s", note);
+        log_warning("[%s] %s", d->info.path, note);
+        manager_emit(m, MANAGER_EVENT_DEVICE_CHANGED, d, NULL);
+    }
+    /* Tried again when a slot frees (job_retire) and, for the store, on a timer. */
+    if (!m->auto_retry)
+        (void)sd_event_add_time_relative(m->event, &m->auto_retry, CLOCK_MONOTONIC,
+                                         MANAGER_AUTO_RETRY_USEC, 0, on_auto_retry, m);
+}
+
+/* The store could not record an auto-flash job: the plug is not used up. */
+static void on_auto_queued(Manager *m, void *userdata, int r, const char *message, Job *const *jobs,
+                           size_t n)
+{
+    _cleanup_free_ char *path = userdata;
+    Device *d = m ? device_table_get(m->devices, path) : NULL;
+
+    if (r >= 0 || !d)
+        return;
+    d->auto_consumed = false;
+    device_note(m, d, "not flashed yet: the job store refused the job: %s", message);
+}
+
 /* Once per plug: a rule queues at most one job for a board between arrival and departure. */
 static void manager_auto_flash(Manager *m, Device *d)
 {
+    _cleanup_free_ char *path = NULL;
     const Rule *rule;
     JobSpec spec;
     int r;
 
     if (!m->config->auto_flash || m->paused || m->stopping || d->auto_consumed || !d->present)
         return;
-    if (d->info.mode == DEVICE_MODE_NONE || job_queue_head(m->jobs, d->info.path))
+    /* Until the store has answered, a plug's earlier record may still say "flashed". */
+    if (d->info.mode == DEVICE_MODE_NONE || job_queue_head(m->jobs, d->info.path) || !m->started)
         return;
     rule = config_find_rule(m->config, d->info.pid, d->info.path, rule_mode_of(d->info.mode));
     if (!rule) {
@@ -309,7 +435,6 @@ static void manager_auto_flash(Manager *m, Device *d)
                   chip_to_string(d->info.chip), device_mode_to_string(d->info.mode));
         return;
     }
-    d->auto_consumed = true;
     spec = (JobSpec){
             .path = d->info.path,
             .source = rule->name,
@@ -322,12 +447,24 @@ static void manager_auto_flash(Manager *m, Device *d)
             .hook_argv = rule->hook_argv,
             .hook_timeout_s = rule->hook_timeout_s,
     };
-    r = manager_queue_job(m, &spec, NULL);
-    if (r < 0)
+    if (!m->store_open)
+        return device_note(m, d, "not flashed yet: the job store is not open");
+    path = strdup(d->info.path);
+    if (!path)
+        return device_note(m, d, "not flashed yet: out of memory");
+    r = manager_queue_jobs(m, &spec, 1, on_auto_queued, path);
+    if (r >= 0)
+        path = NULL; /* the callback's now */
+    if (r == -ENOSPC)
+        return device_note(m, d, "not flashed yet: the job table is full (%u jobs)", JOB_QUEUE_MAX);
+    if (r < 0) {
         log_errno(LOG_ERR, r, "[%s] cannot queue a job for rule '%s'", d->info.path, rule->name);
+        return device_note(m, d, "not flashed yet: cannot queue a job: %s", strerror(-r));
+    }
+    d->auto_consumed = true;
 }
 
-static void manager_auto_flash_all(Manager *m)
+void manager_auto_flash_all(Manager *m)
 {
     for (Device *d = device_table_next(m->devices, NULL); d; d = device_table_next(m->devices, d))
         manager_auto_flash(m, d);
@@ -335,6 +472,7 @@ static void manager_auto_flash_all(Manager *m)
 
 static void device_forget(Manager *m, Device *d)
 {
+    manager_store_plug(m, d, now_usec(CLOCK_REALTIME));
     log_info("[%s] board left", d->info.path);
     manager_emit(m, MANAGER_EVENT_DEVICE_REMOVED, d, NULL);
     device_table_remove(m->devices, d);
@@ -410,6 +548,8 @@ static void board_returned(Manager *m, Device *d, const DeviceInfo *info)
     d->info = *info;
     d->present = true;
     d->linger = sd_event_source_disable_unref(d->linger);
+    /* The same plug, a new enumeration: what a restart will find it by. */
+    manager_store_plug(m, d, 0);
     if (j) {
         d->plug = DEVICE_PLUG_BUSY;
         log_debug("[%s] board back in %s mode", info->path, device_mode_to_string(info->mode));
@@ -460,8 +600,61 @@ static void board_arrived(Manager *m, const DeviceInfo *info)
     log_info("[%s] %s board arrived (%04x:%04x, %s mode, %s)", info->path,
              chip_to_string(info->chip), info->vid, info->pid, device_mode_to_string(info->mode),
              info->devnode);
+    manager_match_memo(m, d);
     manager_emit(m, MANAGER_EVENT_DEVICE_ADDED, d, NULL);
     manager_auto_flash(m, d);
+}
+
+/*
+ * A board found at start that an earlier run already flashed in this plug
+ * (same boot, port, bus and device number): it is not flashed again. A plug
+ * whose job was interrupted is flashed: it never got its whole image.
+ */
+static void manager_match_memo(Manager *m, Device *d)
+{
+    for (size_t i = 0; i < m->n_memo; i++) {
+        StorePlug *p = &m->memo[i];
+
+        if (!p->id || strcmp(p->path, d->info.path) != 0 || p->busnum != d->info.busnum ||
+            p->devnum != d->info.devnum)
+            continue;
+        if (p->outcome[0] && strcmp(p->outcome, "interrupted") != 0 && !d->auto_consumed) {
+            d->auto_consumed = true;
+            d->plug_id = p->id;
+            d->last_job = p->id;
+            snprintf(d->plug_outcome, sizeof(d->plug_outcome), "%s", p->outcome);
+            d->plug = strcmp(p->outcome, "succeeded") == 0 ? DEVICE_PLUG_FLASHED
+                      : strcmp(p->outcome, "failed") == 0  ? DEVICE_PLUG_FAILED
+                                                           : DEVICE_PLUG_IDLE;
+            log_info("[%s] job %" PRIu64 " ended %s on this plug before the restart; not "
+                     "flashed again",
+                     d->info.path, p->id, p->outcome);
+            p->id = 0; /* still present: its record stays open */
+            continue;
+        }
+        /* Interrupted: this plug's record ends; a new job makes a new one. */
+        snprintf(p->outcome, sizeof(p->outcome), "interrupted");
+    }
+}
+
+/* Plugs of earlier runs whose board is not here any more: they are over. */
+static void manager_forget_memo(Manager *m)
+{
+    uint64_t now = now_usec(CLOCK_REALTIME);
+
+    for (size_t i = 0; m->store && i < m->n_memo; i++) {
+        StorePlug p = m->memo[i];
+
+        if (!p.id)
+            continue;
+        p.left_usec = now;
+        if (!p.outcome[0])
+            snprintf(p.outcome, sizeof(p.outcome), "interrupted");
+        if (store_put_plug(m->store, &p) < 0)
+            log_error("the plug record of job %" PRIu64 " cannot be closed", p.id);
+    }
+    m->memo = (free(m->memo), NULL);
+    m->n_memo = 0;
 }
 
 /*
@@ -577,8 +770,6 @@ int manager_reload(Manager *m, ConfigErrors *errors)
         log_notice("state-dir= takes effect at the next start");
     config_free(m->config);
     m->config = TAKE_PTR(c);
-    if (m->store)
-        store_set_max_bytes(m->store, (uint64_t)m->config->history_max_mb * 1024u * 1024u);
     log_info("configuration reloaded from %s: %zu rule%s, auto-flash %s",
              m->config->path ? m->config->path : "built-in defaults", m->config->n_rules,
              m->config->n_rules == 1 ? "" : "s", m->config->auto_flash ? "on" : "off");
@@ -641,7 +832,20 @@ const Job *manager_get_job(Manager *m, uint64_t id)
 
 Store *manager_get_store(Manager *m)
 {
+    /* Also before it has opened: what is asked waits behind the opening. */
     return m->store;
+}
+
+json_object *manager_get_preloaded(Manager *m)
+{
+    return m->preloaded;
+}
+
+void manager_close_store(Manager *m, uint64_t timeout_usec)
+{
+    manager_free_inserting(m);
+    m->store = store_free(m->store, timeout_usec);
+    m->store_open = false;
 }
 
 /* The job with the smallest id above `after` in q. */

@@ -29,6 +29,7 @@
 #define MANAGER_FLASH_PATHS_MAX   256u
 #define MANAGER_STOP_TIMEOUT_USEC (5u * 1000000u) /* workers get this long at SIGTERM */
 #define MANAGER_RETRY_DELAY_USEC  (500u * 1000u)
+#define MANAGER_STORE_CLOSE_USEC  (3u * 1000000u) /* the store's last writes at exit */
 
 typedef struct Manager Manager;
 
@@ -60,16 +61,21 @@ typedef struct ManagerStats {
     size_t jobs_live;                      /* queued or running */
     size_t jobs_active;                    /* detaching .. manifesting */
     unsigned succeeded, failed, cancelled; /* since start */
-    size_t history_pending;                /* finished jobs not yet in history.jsonl */
-    uint64_t history_dropped;              /* of those, dropped (pending queue full) */
+    size_t history_pending;                /* job records not yet written to the store */
+    uint64_t history_dropped;              /* records dropped (pending set full) */
     int history_error;                     /* the failing write's -errno, 0 when fine */
+    char history_error_message[512];       /* what failed, naming the file */
+    bool store_open;
+    uint64_t store_commits; /* since start */
+    size_t jobs_recording;  /* accepted, their rows being committed */
 } ManagerStats;
 
 /* Takes config and cache (also on failure). */
 int manager_new(sd_event *e, const ManagerOptions *o, Config *config, ImageCache *cache,
                 Manager **ret);
-/* The history store (ids continue after its largest), workers, the udev
- * monitor, coldplug, then READY=1. */
+/* The store's thread (it opens jobs.db, recovers what the last run left live),
+ * then, once it has answered, the workers, the udev monitor, coldplug and
+ * READY=1. */
 int manager_start(Manager *m);
 /*
  * SIGTERM: no new jobs, every live job cancelled (running ones see their cancel
@@ -96,14 +102,21 @@ typedef struct ManagerFlashOptions {
     unsigned hook_timeout_s;
 } ManagerFlashOptions;
 
+/* The jobs of a flash are in the store (ids) or were refused (r < 0, message). */
+typedef void (*ManagerFlashDone)(void *userdata, int r, const char *message, const uint64_t *ids,
+                                 size_t n);
+
 /*
  * One job per path, queued behind whatever runs there; a path without a board
- * waits for one (no timeout until it starts). ret_ids (n_paths entries, may be
- * NULL) receives the job ids. All or nothing: -EINVAL for a bad path, -ENOSPC
- * when the queue is full, -ESHUTDOWN while stopping.
+ * waits for one (up to wait-timeout-s). Every job is a row in the store before
+ * its id is known: done is called once they are committed (or the store
+ * refused them), never before this returns. All or nothing: -EINVAL for a bad
+ * path, -ENOSPC when the job table is full, -ESHUTDOWN while stopping, -EIO
+ * while the store is not open; done is then not called.
  */
 int manager_flash(Manager *m, const char *const *paths, size_t n_paths, CachedImage *image,
-                  const char *image_name, const ManagerFlashOptions *o, uint64_t *ret_ids);
+                  const char *image_name, const ManagerFlashOptions *o, ManagerFlashDone done,
+                  void *userdata);
 
 /* Cancel a job in any state that is not final: -ENOENT unknown, -EALREADY finished. */
 int manager_cancel(Manager *m, uint64_t id);
@@ -129,8 +142,12 @@ const Job *manager_get_job(Manager *m, uint64_t id);
 /* Every job known, live and finished, in id order: first with NULL. */
 const Job *manager_next_job(Manager *m, const Job *prev);
 void manager_get_stats(const Manager *m, ManagerStats *ret);
-/* The durable history (store.h); NULL before manager_start(). */
+/* The job store (store.h); NULL before manager_start(). */
 struct Store *manager_get_store(Manager *m);
+/* The newest jobs of earlier runs (borrowed array, newest last), NULL before the store opened. */
+struct json_object *manager_get_preloaded(Manager *m);
+/* Write what waits and stop the store's thread, waiting at most timeout_usec. */
+void manager_close_store(Manager *m, uint64_t timeout_usec);
 
 int manager_subscribe(Manager *m, ManagerEventFn fn, void *userdata);
 void manager_unsubscribe(Manager *m, ManagerEventFn fn, void *userdata);

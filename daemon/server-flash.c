@@ -151,10 +151,51 @@ static void reply_flash_error(Client *c, const WireRequest *req, int r)
     case -EINVAL:
         client_send_error(c, &req->id, WIRE_ERROR_BAD_REQUEST, NULL, "a path is not a port path");
         break;
+    case -EIO:
+        client_send_error(c, &req->id, WIRE_ERROR_INTERNAL, NULL,
+                          "the job store is not open: no job can be recorded (see status)");
+        break;
     default:
         log_errno(LOG_ERR, r, "flash for client %" PRIu64 " failed", c->serial);
         client_send_error(c, &req->id, WIRE_ERROR_INTERNAL, NULL, "flash failed: %s", strerror(-r));
     }
+}
+
+/* A flash whose jobs are being recorded: what its answer needs. */
+typedef struct FlashAsk {
+    ServerCall *call;
+    CachedImage *image;
+    size_t n;
+    char name[256];
+    uid_t uid;
+    pid_t pid;
+} FlashAsk;
+
+static void flash_ask_free(FlashAsk *a)
+{
+    cached_image_unref(a->image);
+    free(a);
+}
+
+/* The jobs are committed (ids) or the store refused them. */
+static void on_flash_recorded(void *userdata, int r, const char *message, const uint64_t *ids,
+                              size_t n)
+{
+    FlashAsk *a = userdata;
+    Client *c = a->call->client;
+
+    if (r >= 0)
+        log_info("flash of %s (%s) on %zu port%s queued by uid %u (pid %d)", a->name,
+                 a->image->sha256_hex, n, n == 1 ? "" : "s", (unsigned)a->uid, (int)a->pid);
+    if (c && r >= 0)
+        client_send_result(c, &a->call->id, flash_result(ids, n, a->image));
+    else if (c)
+        client_send_error(c, &a->call->id,
+                          r == -EAGAIN || r == -ENOSPC ? WIRE_ERROR_QUEUE_FULL
+                                                       : WIRE_ERROR_INTERNAL,
+                          NULL, "the jobs could not be recorded, none is queued: %s", message);
+    server_call_end(a->call);
+    flash_ask_free(a);
 }
 
 /* Validated image and targets in hand: cache it and queue every job, or none. */
@@ -163,23 +204,33 @@ static void queue_jobs(Client *c, const WireRequest *req, Image **img, const Tar
 {
     Manager *m = c->server->manager;
     _cleanup_(cached_image_unrefp) CachedImage *cached = NULL;
-    _cleanup_free_ uint64_t *ids = calloc(t->n, sizeof(uint64_t));
     ManagerFlashOptions o = {
             .retries = req->flash.retries,
             .timeout_s = req->flash.timeout_s,
     };
+    FlashAsk *a;
     int r;
 
-    if (!ids)
-        return reply_flash_error(c, req, -ENOMEM);
     r = manager_add_image(m, img, &cached);
-    if (r >= 0)
-        r = manager_flash(m, t->paths, t->n, cached, name, &o, ids);
     if (r < 0)
         return reply_flash_error(c, req, r);
-    log_info("flash of %s (%s) on %zu port%s queued by uid %u (pid %d)", name, cached->sha256_hex,
-             t->n, t->n == 1 ? "" : "s", (unsigned)c->uid, (int)c->pid);
-    client_send_result(c, &req->id, flash_result(ids, t->n, cached));
+    a = calloc(1, sizeof(*a));
+    if (!a || !(a->call = server_call_begin(c, &req->id))) {
+        free(a);
+        return reply_flash_error(c, req, -ENOMEM);
+    }
+    a->image = cached_image_ref(cached);
+    a->n = t->n;
+    a->uid = c->uid;
+    a->pid = c->pid;
+    snprintf(a->name, sizeof(a->name), "%s", name);
+    /* The answer waits for the store: no id is given before its row is committed. */
+    r = manager_flash(m, t->paths, t->n, cached, name, &o, on_flash_recorded, a);
+    if (r < 0) {
+        server_call_cancel(a->call);
+        flash_ask_free(a);
+        return reply_flash_error(c, req, r);
+    }
 }
 
 void server_flash(Client *c, const WireRequest *req, int fd)

@@ -43,6 +43,9 @@ struct Client {
     size_t out_start, out_len, out_size;
     bool at_line_start; /* the last byte written ended a line */
 
+    struct ServerCall *call; /* a request answered later: nothing more is read until then */
+    bool eof;                /* the client sent all it will; close once answered */
+
     bool subscribed;
     bool closing; /* write what is queued, then close; read nothing more */
     bool dead;    /* to be freed by the reaper */
@@ -82,6 +85,23 @@ void client_close_after_flush(Client *c);
 void client_send_error(Client *c, const WireId *id, WireError code, const char *detail,
                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void client_send_result(Client *c, const WireId *id, json_object *result); /* takes result */
+
+/*
+ * A request whose answer comes later (from the store's thread): the client
+ * reads no further request until server_call_end(), so replies stay in
+ * request order and one client holds at most one call.
+ */
+typedef struct ServerCall {
+    Client *client; /* NULL once the client is gone */
+    WireId id;
+    void *data; /* the handler's, freed by it */
+} ServerCall;
+
+ServerCall *server_call_begin(Client *c, const WireId *id);
+/* Free the call and go on with the client's next lines, if it is still there. */
+void server_call_end(ServerCall *call);
+/* Drop a call that never left the handler (it answers itself, synchronously). */
+void server_call_cancel(ServerCall *call);
 
 /* server-events.c */
 int server_subscribe(Server *s, Client *c);

@@ -21,6 +21,8 @@ json_object *device_to_json(Manager *m, const Device *d)
     json_obj_add_int(&b, "busnum", d->info.busnum);
     json_obj_add_int(&b, "devnum", d->info.devnum);
     json_obj_add_time(&b, "arrived", d->arrived_realtime_usec);
+    /* Why a board a rule wants is not flashed (yet); null when nothing is wrong. */
+    json_obj_add_str(&b, "note", d->note[0] ? d->note : NULL);
     /* The job working on the board now; a finished one is history, see `jobs`. */
     if (j && !job_state_is_final(j->state))
         json_obj_add_int(&b, "job", (int64_t)j->id);

@@ -77,11 +77,17 @@ static void on_status(Client *c, const WireRequest *req, int fd)
     put(o, "failed", json_object_new_int64(st.failed));
     put(o, "cancelled", json_object_new_int64(st.cancelled));
     put(o, "paused", json_object_new_boolean(manager_is_paused(m)));
-    /* Non-zero while finished jobs cannot reach history.jsonl (a full disk). */
+    /* Non-zero while job records cannot reach jobs.db (a full disk, an I/O error). */
     put(o, "history_pending", json_object_new_int64((int64_t)st.history_pending));
     put(o, "history_dropped", json_object_new_int64((int64_t)st.history_dropped));
     put(o, "history_error",
-        st.history_error ? json_object_new_string(strerror(-st.history_error)) : NULL);
+        st.history_error
+                ? json_object_new_string(st.history_error_message[0] ? st.history_error_message
+                                                                     : strerror(-st.history_error))
+                : NULL);
+    put(o, "store_open", json_object_new_boolean(st.store_open));
+    put(o, "store_commits", json_object_new_int64((int64_t)st.store_commits));
+    put(o, "recording", json_object_new_int64((int64_t)st.jobs_recording));
     put(o, "workers", json_object_new_int64(manager_get_config(m)->workers));
     put(o, "uptime",
         json_object_new_int64(
@@ -122,8 +128,10 @@ static bool record_matches(json_object *o, const WireRequest *req)
 {
     json_object *path = NULL, *state = NULL;
 
-    json_object_object_get_ex(o, "path", &path);
-    json_object_object_get_ex(o, "state", &state);
+    /* The store validated it; still, nothing here is dereferenced blindly. */
+    if (!json_object_object_get_ex(o, "path", &path) || !json_object_get_string(path) ||
+        !json_object_object_get_ex(o, "state", &state) || !json_object_get_string(state))
+        return false;
     if (req->jobs.path && strcmp(json_object_get_string(path), req->jobs.path) != 0)
         return false;
     switch (req->jobs.filter) {
@@ -138,12 +146,10 @@ static bool record_matches(json_object *o, const WireRequest *req)
     return false;
 }
 
-/* The preloaded records, whose ids are below every job of this run, then the jobs. */
+/* The newest jobs of earlier runs, whose ids are below every job of this run. */
 static json_object *preloaded_of(Manager *m)
 {
-    Store *st = manager_get_store(m);
-
-    return st ? store_preloaded(st) : NULL;
+    return manager_get_preloaded(m);
 }
 
 static void on_jobs(Client *c, const WireRequest *req, int fd)
@@ -176,47 +182,146 @@ static void on_jobs(Client *c, const WireRequest *req, int fd)
     client_send_result(c, &req->id, list ? one("jobs", list) : NULL);
 }
 
+/* What a `job` or `history` call asked the store, for its answer. */
+typedef struct StoreAsk {
+    WireMethod method;
+    unsigned limit;
+    bool ascending;
+} StoreAsk;
+
+/* Newest first (as the store reads) into newest last (as `history` answers). */
+static void reverse_records(json_object *a)
+{
+    size_t n = json_object_array_length(a);
+
+    for (size_t i = 0; i < n / 2; i++) {
+        json_object *x = json_object_get(json_object_array_get_idx(a, i));
+        json_object *y = json_object_get(json_object_array_get_idx(a, n - 1 - i));
+
+        json_object_array_put_idx(a, i, y);
+        json_object_array_put_idx(a, n - 1 - i, x);
+    }
+}
+
+/* How many records, in order, fit in one reply line (WIRE_MAX_OUTPUT), with room to spare. */
+static size_t fit_reply(json_object *records)
+{
+    size_t n = json_object_array_length(records), used = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        used += strlen(json_object_to_json_string_ext(json_object_array_get_idx(records, i),
+                                                      JSON_C_TO_STRING_PLAIN)) +
+                1;
+        if (used > WIRE_MAX_OUTPUT - 64u * 1024u)
+            return i;
+    }
+    return n;
+}
+
+static void on_store_answer(void *userdata, int r, const char *message, json_object *records,
+                            uint64_t last)
+{
+    ServerCall *call = userdata;
+    StoreAsk *ask = call->data;
+    Client *c = call->client;
+
+    if (!c)
+        goto out;
+    if (r == -ENOENT && ask->method == WIRE_METHOD_JOB)
+        client_send_error(c, &call->id, WIRE_ERROR_NOT_FOUND, NULL, "%s", message);
+    else if (r < 0) {
+        log_error("client %" PRIu64 ": reading the job store failed: %s", c->serial, message);
+        client_send_error(c, &call->id, WIRE_ERROR_INTERNAL, NULL,
+                          "reading the job store failed: %s", message);
+    } else if (ask->method == WIRE_METHOD_JOB)
+        client_send_result(c, &call->id,
+                           one("job", json_object_get(json_object_array_get_idx(records, 0))));
+    else {
+        json_object *o = json_object_new_object();
+        bool full = json_object_array_length(records) >= ask->limit;
+        size_t k = fit_reply(records);
+
+        /* Records come in query order: a page cut to fit ends where the next begins. */
+        if (k < json_object_array_length(records)) {
+            json_object_array_del_idx(records, k, json_object_array_length(records) - k);
+            full = k > 0;
+            last = k > 0 ? (uint64_t)json_object_get_int64(json_object_object_get(
+                                   json_object_array_get_idx(records, k - 1), "id"))
+                         : 0;
+        }
+        if (!ask->ascending)
+            reverse_records(records);
+        put(o, "records", json_object_get(records));
+        put(o, "next", full && last ? json_object_new_int64((int64_t)last) : NULL);
+        client_send_result(c, &call->id, o);
+    }
+out:
+    json_object_put(records);
+    free(ask);
+    server_call_end(call);
+}
+
+/* Ask the store; the answer comes to on_store_answer(). */
+static void ask_store(Client *c, const WireRequest *req, const StoreQuery *q, uint64_t id)
+{
+    Store *st = manager_get_store(c->server->manager);
+    StoreAsk *ask;
+    ServerCall *call;
+    int r;
+
+    if (!st) {
+        client_send_error(c, &req->id, WIRE_ERROR_INTERNAL, NULL, "the job store is not open");
+        return;
+    }
+    ask = calloc(1, sizeof(*ask));
+    call = ask ? server_call_begin(c, &req->id) : NULL;
+    if (!call) {
+        free(ask);
+        reply_internal(c, &req->id, -ENOMEM, wire_method_to_string(req->method));
+        return;
+    }
+    *ask = (StoreAsk){.method = req->method,
+                      .limit = q ? q->limit : 1,
+                      .ascending = q && (q->ascending || q->after)};
+    call->data = ask;
+    r = q ? store_query(st, q, on_store_answer, call) : store_get(st, id, on_store_answer, call);
+    if (r < 0) {
+        free(ask);
+        server_call_cancel(call);
+        if (r == -EAGAIN)
+            client_send_error(c, &req->id, WIRE_ERROR_INTERNAL, NULL,
+                              "the job store is busy: %u requests wait; try again", STORE_OPS_MAX);
+        else
+            reply_internal(c, &req->id, r, "asking the job store");
+    }
+}
+
 static void on_job(Client *c, const WireRequest *req, int fd)
 {
-    Manager *m = c->server->manager;
-    const Job *j = manager_get_job(m, req->job.id);
-    json_object *record = NULL;
-    int r;
+    const Job *j = manager_get_job(c->server->manager, req->job.id);
 
     if (j) {
         client_send_result(c, &req->id, one("job", job_to_json(j)));
         return;
     }
-    /* Finished before the last restart, or pushed out of memory: the history has it. */
-    r = manager_get_store(m) ? store_find(manager_get_store(m), req->job.id, &record) : -ENOENT;
-    if (r == -ENOENT) {
-        client_send_error(c, &req->id, WIRE_ERROR_NOT_FOUND, NULL, "no job %" PRIu64, req->job.id);
-        return;
-    }
-    if (r < 0) {
-        reply_internal(c, &req->id, r, "reading the history");
-        return;
-    }
-    client_send_result(c, &req->id, one("job", record));
+    /* Finished before the last restart, or pushed out of memory: the store has it. */
+    ask_store(c, req, NULL, req->job.id);
 }
 
 static void on_history(Client *c, const WireRequest *req, int fd)
 {
-    Store *st = manager_get_store(c->server->manager);
     const StoreQuery q = {
             .path = req->history.path,
             .result = req->history.result,
+            .sha256 = req->history.sha256,
             .since = req->history.since,
+            .before = req->history.before,
+            .after = req->history.after,
+            .ascending = req->history.ascending,
             .limit = req->history.limit,
     };
-    json_object *records = NULL;
-    int r = st ? store_query(st, &q, &records) : -ENODEV;
 
-    if (r < 0) {
-        reply_internal(c, &req->id, r, "reading the history");
-        return;
-    }
-    client_send_result(c, &req->id, one("records", records));
+    ask_store(c, req, &q, 0);
 }
 
 static void on_subscribe(Client *c, const WireRequest *req, int fd)

@@ -191,6 +191,8 @@ static Client *client_free(Client *c)
         s->n_live--;
     if (c->subscribed)
         s->n_subscribers--;
+    if (c->call)
+        c->call->client = NULL; /* its answer finds nobody */
     sd_event_source_disable_unref(c->io);
     sd_event_source_disable_unref(c->linger);
     closep(&c->fd);
@@ -505,7 +507,7 @@ static int client_update_events(Client *c)
 {
     uint32_t ev = 0;
 
-    if (!c->closing && c->out_len - c->out_start < SERVER_READ_PAUSE_BYTES)
+    if (!c->closing && !c->call && !c->eof && c->out_len - c->out_start < SERVER_READ_PAUSE_BYTES)
         ev |= EPOLLIN;
     if (c->out_len > c->out_start)
         ev |= EPOLLOUT;
@@ -621,7 +623,8 @@ static void too_large(Client *c)
 /* Answer every complete line, in order, while the client may still be served. */
 static void process_lines(Client *c)
 {
-    while (!c->dead && !c->closing && c->out_len - c->out_start < SERVER_READ_PAUSE_BYTES) {
+    while (!c->dead && !c->closing && !c->call &&
+           c->out_len - c->out_start < SERVER_READ_PAUSE_BYTES) {
         char *line;
         size_t len;
         int r = wire_framer_next(&c->framer, &line, &len);
@@ -648,8 +651,12 @@ static void client_on_input(Client *c)
         return;
     }
     if (r == 0) {
-        /* EOF: what was answered still goes out; a half-sent line is simply forgotten. */
-        client_close_after_flush(c);
+        /* EOF: what was answered still goes out; a half-sent line is simply forgotten.
+         * A request still being answered is answered first. */
+        c->eof = true;
+        process_lines(c);
+        if (!c->call)
+            client_close_after_flush(c);
         return;
     }
     if (r < 0) {
@@ -657,6 +664,46 @@ static void client_on_input(Client *c)
         return;
     }
     process_lines(c);
+}
+
+ServerCall *server_call_begin(Client *c, const WireId *id)
+{
+    ServerCall *call = calloc(1, sizeof(*call));
+
+    if (!call)
+        return NULL;
+    call->client = c;
+    call->id = *id;
+    c->call = call;
+    (void)client_update_events(c);
+    return call;
+}
+
+void server_call_cancel(ServerCall *call)
+{
+    if (call->client) {
+        call->client->call = NULL;
+        if (!call->client->dead)
+            (void)client_update_events(call->client);
+    }
+    free(call);
+}
+
+void server_call_end(ServerCall *call)
+{
+    Client *c = call->client;
+
+    free(call);
+    if (!c)
+        return;
+    c->call = NULL;
+    if (c->dead)
+        return;
+    process_lines(c);
+    if (c->eof && !c->call)
+        client_close_after_flush(c);
+    else if (!c->dead)
+        (void)client_update_events(c);
 }
 
 static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)

@@ -1,591 +1,916 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * history.jsonl: appending with a pending queue for a full disk, rotating, and
- * reading backwards in chunks. See store.h.
+ * The store's thread: a queue of operations in, a queue of answers out, and
+ * the rows waiting to be written, all under one mutex that is never held
+ * while SQLite runs. See store.h.
  */
 #include "store.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <math.h>
-#include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "timeutil.h"
 #include "util.h"
 
-#define TAIL_CHUNK (64u * 1024u)
+typedef enum OpType {
+    OP_READY,
+    OP_INSERT,
+    OP_QUERY,
+    OP_GET,
+} OpType;
 
-static inline void json_object_putp(json_object **o)
-{
-    json_object_put(*o);
-}
+/* A row owned by the store: its strings copied. */
+typedef struct Row {
+    StoreJobRow row;
+    char *path, *state, *sha256, *mac, *json;
+} Row;
+
+typedef struct Op {
+    OpType type;
+    /* in */
+    Row *rows;
+    size_t n_rows;
+    bool has_plug;
+    StorePlug plug;
+    StoreQuery query;
+    char *q_path, *q_result, *q_sha256, *q_mac;
+    uint64_t get_id;
+    StoreInsertFn insert_fn;
+    StoreQueryFn query_fn;
+    void *userdata;
+    /* out */
+    int r;
+    char message[STORE_DB_ERR_MAX];
+    uint64_t *ids;
+    json_object *records;
+    uint64_t last;
+    /* OP_READY */
+    StoreDbOpenInfo info;
+    unsigned recovered;
+    StorePlug *plugs;
+    size_t n_plugs;
+    struct Op *next;
+} Op;
+
+typedef struct OpList {
+    Op *head, *tail;
+    size_t n;
+} OpList;
 
 struct Store {
     sd_event *event;
-    sd_event_source *retry_timer;
-    char *path, *path_old; /* history.jsonl, history.jsonl.1 */
-    uint64_t max_bytes;
-    int fd; /* -1 until the first write, and after a failed one: reopen picks up a fixed path */
-    uint64_t max_id;
-    json_object *preloaded;
+    sd_event_source *done_source;
+    int efd;
+    char *dir, *boot_id;
+    uint64_t keep_jobs;
+    StoreReadyFn ready_fn;
+    void *ready_userdata;
 
-    char *pending[STORE_PENDING_MAX]; /* a ring of complete lines, "...\n" */
-    size_t pending_first, n_pending;
-    uint64_t dropped;
-    int error; /* of the outage in progress, 0 when none */
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;   /* work queued, or closing */
+    pthread_cond_t exited; /* the thread is done */
+    /* Under lock: */
+    OpList ops, done;
+    Row *dirty_jobs; /* STORE_PENDING_MAX slots; row.id 0 = free */
+    StorePlug *dirty_plugs;
+    size_t n_dirty_jobs, n_dirty_plugs;
+    bool closing, thread_done;
+    StoreStats stats;
+
+    /* The thread's own. */
+    StoreDb *db;
+    uint64_t retry_at; /* CLOCK_MONOTONIC: no write round before this after a failure */
 };
 
-static void pending_pop(Store *s)
+/* ---- rows ---- */
+
+static void row_clear(Row *r)
 {
-    s->pending[s->pending_first] = (free(s->pending[s->pending_first]), NULL);
-    s->pending_first = (s->pending_first + 1) % STORE_PENDING_MAX;
-    s->n_pending--;
+    free(r->path);
+    free(r->state);
+    free(r->sha256);
+    free(r->mac);
+    free(r->json);
+    *r = (Row){};
 }
 
-/* ---- reading backwards ---- */
-
-typedef struct TailReader {
-    int fd;
-    off_t pos; /* the file offset of buf[0] */
-    size_t len;
-    char buf[STORE_LINE_MAX + TAIL_CHUNK + 1];
-} TailReader;
-
-/* Bring in the chunk before the window. */
-static int tail_read_more(TailReader *t)
+static int row_copy(Row *dst, const StoreJobRow *src)
 {
-    size_t n = t->pos < (off_t)TAIL_CHUNK ? (size_t)t->pos : TAIL_CHUNK;
-    size_t done = 0;
-
-    memmove(t->buf + n, t->buf, t->len);
-    while (done < n) {
-        ssize_t k = pread(t->fd, t->buf + done, n - done, t->pos - (off_t)n + (off_t)done);
-
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return k < 0 ? -errno : -EIO; /* the file shrank under us */
-        done += (size_t)k;
+    *dst = (Row){.row = *src};
+    dst->path = strdup(src->path ? src->path : "");
+    dst->state = strdup(src->state ? src->state : "");
+    dst->sha256 = strdup(src->sha256 ? src->sha256 : "");
+    dst->mac = src->mac ? strdup(src->mac) : NULL;
+    dst->json = strdup(src->json ? src->json : "");
+    if (!dst->path || !dst->state || !dst->sha256 || !dst->json || (src->mac && !dst->mac)) {
+        row_clear(dst);
+        return -ENOMEM;
     }
-    t->pos -= (off_t)n;
-    t->len += n;
+    dst->row.path = dst->path;
+    dst->row.state = dst->state;
+    dst->row.sha256 = dst->sha256;
+    dst->row.mac = dst->mac;
+    dst->row.json = dst->json;
     return 0;
 }
 
-/*
- * The line before the last one returned, NUL-terminated in t->buf, and the
- * file offset it starts at. 1: a line; 0: the start of the file. An over-long
- * line comes out in pieces, none of which parses.
- */
-static int tail_prev(TailReader *t, char **ret, off_t *ret_off)
+/* Swap in place: the pointers inside row follow the strings. */
+static void row_move(Row *dst, Row *src)
 {
-    for (;;) {
-        char *nl = memrchr(t->buf, '\n', t->len);
-        size_t start;
-        int r;
-
-        if (!nl && t->pos > 0 && t->len <= STORE_LINE_MAX) {
-            r = tail_read_more(t);
-            if (r < 0)
-                return r;
-            continue;
-        }
-        start = nl ? (size_t)(nl - t->buf) + 1 : 0;
-        if (start == t->len) { /* an empty line, or nothing left */
-            if (!nl)
-                return 0;
-            t->len = start - 1;
-            continue;
-        }
-        t->buf[t->len] = '\0';
-        *ret = t->buf + start;
-        *ret_off = t->pos + (off_t)start;
-        t->len = nl ? start - 1 : 0;
-        return 1;
-    }
+    *dst = *src;
+    *src = (Row){};
 }
 
-/* 1-based line number of the line at off: only computed for a warning. */
-static unsigned line_number(int fd, off_t off)
+static void op_free(Op *op)
 {
-    char buf[TAIL_CHUNK];
-    unsigned n = 1;
-
-    for (off_t at = 0; at < off;) {
-        size_t want = off - at < (off_t)sizeof(buf) ? (size_t)(off - at) : sizeof(buf);
-        ssize_t k = pread(fd, buf, want, at);
-
-        if (k <= 0)
-            break;
-        for (ssize_t i = 0; i < k; i++)
-            n += buf[i] == '\n';
-        at += k;
-    }
-    return n;
+    if (!op)
+        return;
+    for (size_t i = 0; i < op->n_rows; i++)
+        row_clear(&op->rows[i]);
+    free(op->rows);
+    free(op->q_path);
+    free(op->q_result);
+    free(op->q_sha256);
+    free(op->q_mac);
+    free(op->ids);
+    free(op->plugs);
+    json_object_put(op->records);
+    free(op);
 }
 
-/* A record is a JSON object with an integer id; anything else is corrupt. */
-static json_object *parse_record(const char *line)
+static void list_push(OpList *l, Op *op)
 {
-    json_object *o = json_tokener_parse(line), *id;
-
-    if (!o || !json_object_is_type(o, json_type_object) ||
-        !json_object_object_get_ex(o, "id", &id) || !json_object_is_type(id, json_type_int) ||
-        json_object_get_int64(id) <= 0) {
-        json_object_put(o);
-        return NULL;
-    }
-    return o;
+    op->next = NULL;
+    if (l->tail)
+        l->tail->next = op;
+    else
+        l->head = op;
+    l->tail = op;
+    l->n++;
 }
 
-/* Return > 0 to stop. The record is borrowed. */
-typedef int (*RecordFn)(void *userdata, json_object *record);
-
-static int each_in_file(const char *path, bool warn, RecordFn fn, void *userdata)
+static OpList list_take(OpList *l)
 {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    _cleanup_free_ TailReader *t = NULL;
-    struct stat st;
-    char *line;
-    off_t off;
-    int r;
+    OpList r = *l;
 
-    if (fd < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (fstat(fd, &st) < 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode))
-        return 0; /* /dev/full in the tests: nothing to read */
-    t = malloc(sizeof(*t));
-    if (!t)
-        return -ENOMEM;
-    *t = (TailReader){.fd = fd, .pos = st.st_size};
-    while ((r = tail_prev(t, &line, &off)) > 0) {
-        json_object *o = parse_record(line);
-
-        if (!o) {
-            /* A crash mid-write leaves a truncated last line: skip it, never stop. */
-            log_message(warn ? LOG_WARNING : LOG_DEBUG, "history: %s:%u: skipping a corrupt record",
-                        path, line_number(fd, off));
-            continue;
-        }
-        r = fn(userdata, o);
-        json_object_put(o);
-        if (r != 0)
-            return r;
-    }
+    *l = (OpList){};
     return r;
 }
 
-/* Newest first: history.jsonl from its end, then history.jsonl.1. */
-static int store_each(Store *s, bool warn, RecordFn fn, void *userdata)
-{
-    int r = each_in_file(s->path, warn, fn, userdata);
+/* ---- the thread ---- */
 
-    if (r == 0)
-        r = each_in_file(s->path_old, warn, fn, userdata);
-    return r < 0 ? r : 0;
+static void on_db_warning(void *userdata, const char *message)
+{
+    log_warning("%s", message);
 }
 
-static int64_t record_int(json_object *o, const char *key)
+static void post_done(Store *s, Op *op)
 {
-    json_object *v;
-
-    return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+    pthread_mutex_lock(&s->lock);
+    list_push(&s->done, op);
+    pthread_mutex_unlock(&s->lock);
+    (void)eventfd_write(s->efd, 1);
 }
 
-static const char *record_str(json_object *o, const char *key)
+static void set_result(Store *s, int r, const char *message)
 {
-    json_object *v;
-
-    return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
+    pthread_mutex_lock(&s->lock);
+    s->stats.error = r < 0 ? r : 0;
+    snprintf(s->stats.error_message, sizeof(s->stats.error_message), "%s",
+             r < 0 && message ? message : "");
+    pthread_mutex_unlock(&s->lock);
 }
 
-/* ---- the start: the largest id and the preload ---- */
-
-typedef struct Scan {
-    Store *store;
-    unsigned seen;
-    json_object *newest_first;
-} Scan;
-
-static int scan_one(void *userdata, json_object *o)
+static int collect_plug(void *userdata, const StorePlug *p)
 {
-    Scan *sc = userdata;
-    uint64_t id = (uint64_t)record_int(o, "id");
+    Op *op = userdata;
+    StorePlug *n = reallocarray(op->plugs, op->n_plugs + 1, sizeof(*n));
 
-    /* Records are in the order jobs finished, not their ids: look well past the last. */
-    if (id > sc->store->max_id)
-        sc->store->max_id = id;
-    if (json_object_array_length(sc->newest_first) < STORE_PRELOAD_MAX &&
-        json_object_array_add(sc->newest_first, json_object_get(o)) < 0) {
-        json_object_put(o);
+    if (!n)
         return -ENOMEM;
-    }
-    return ++sc->seen >= STORE_SCAN_RECORDS;
-}
-
-static int store_load(Store *s)
-{
-    _cleanup_(json_object_putp) json_object *newest_first = json_object_new_array();
-    Scan sc = {.store = s, .newest_first = newest_first};
-    size_t n;
-    int r;
-
-    s->preloaded = json_object_new_array();
-    if (!newest_first || !s->preloaded)
-        return -ENOMEM;
-    r = store_each(s, true, scan_one, &sc);
-    if (r < 0)
-        return r;
-    n = json_object_array_length(newest_first);
-    for (size_t i = n; i > 0; i--)
-        if (json_object_array_add(s->preloaded, json_object_get(json_object_array_get_idx(
-                                                        newest_first, i - 1))) < 0)
-            return -ENOMEM;
+    op->plugs = n;
+    op->plugs[op->n_plugs++] = *p;
     return 0;
 }
 
-int store_new(sd_event *e, const char *dir, uint64_t max_bytes, Store **ret)
+static int collect_record(void *userdata, json_object *job)
 {
-    _cleanup_(store_freep) Store *s = calloc(1, sizeof(*s));
+    return json_object_array_add(userdata, json_object_get(job)) < 0 ? -ENOMEM : 0;
+}
+
+/* Newest first into newest last. */
+static void reverse(json_object *a)
+{
+    size_t n = json_object_array_length(a);
+
+    for (size_t i = 0; i < n / 2; i++) {
+        json_object *x = json_object_get(json_object_array_get_idx(a, i));
+        json_object *y = json_object_get(json_object_array_get_idx(a, n - 1 - i));
+
+        json_object_array_put_idx(a, i, y);
+        json_object_array_put_idx(a, n - 1 - i, x);
+    }
+}
+
+/* Open, recover, read the plugs and the newest jobs: what OP_READY carries. */
+static int thread_open(Store *s, Op *op)
+{
+    uint64_t now = now_usec(CLOCK_REALTIME);
+    int r;
+
+    r = store_db_open(s->dir, on_db_warning, s, &s->db, &op->info, op->message,
+                      sizeof(op->message));
+    if (r < 0)
+        return r;
+    r = store_db_begin(s->db, op->message, sizeof(op->message));
+    if (r >= 0)
+        r = store_db_recover(s->db, now, NULL, NULL, &op->recovered, op->message,
+                             sizeof(op->message));
+    if (r >= 0)
+        r = store_db_commit(s->db, op->message, sizeof(op->message));
+    if (r < 0) {
+        store_db_rollback(s->db);
+        goto fail;
+    }
+    r = store_db_open_plugs(s->db, s->boot_id, collect_plug, op, op->message, sizeof(op->message));
+    if (r < 0)
+        goto fail;
+    op->records = json_object_new_array();
+    if (!op->records) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    r = store_db_query(s->db, &(StoreQuery){.limit = STORE_PRELOAD_MAX}, collect_record,
+                       op->records, NULL, op->message, sizeof(op->message));
+    if (r < 0)
+        goto fail;
+    reverse(op->records);
+    return 0;
+fail:
+    s->db = store_db_close(s->db);
+    return r;
+}
+
+/* Take every dirty row; the slots are free again. */
+static void take_dirty(Store *s, Row **ret_jobs, size_t *ret_n_jobs, StorePlug **ret_plugs,
+                       size_t *ret_n_plugs)
+{
+    Row *jobs = NULL;
+    StorePlug *plugs = NULL;
+    size_t nj = 0, np = 0;
+
+    if (s->n_dirty_jobs && (jobs = calloc(s->n_dirty_jobs, sizeof(*jobs))))
+        for (size_t i = 0; i < STORE_PENDING_MAX; i++)
+            if (s->dirty_jobs[i].row.id)
+                row_move(&jobs[nj++], &s->dirty_jobs[i]);
+    if (s->n_dirty_plugs && (plugs = calloc(s->n_dirty_plugs, sizeof(*plugs))))
+        for (size_t i = 0; i < STORE_PENDING_MAX; i++)
+            if (s->dirty_plugs[i].id) {
+                plugs[np++] = s->dirty_plugs[i];
+                s->dirty_plugs[i].id = 0;
+            }
+    if (jobs)
+        s->n_dirty_jobs = 0;
+    if (plugs)
+        s->n_dirty_plugs = 0;
+    *ret_jobs = jobs;
+    *ret_n_jobs = nj;
+    *ret_plugs = plugs;
+    *ret_n_plugs = np;
+}
+
+static Row *dirty_job_slot(Store *s, uint64_t id, bool *ret_new);
+static StorePlug *dirty_plug_slot(Store *s, uint64_t id, bool *ret_new);
+
+/* A failed round: put back what nobody replaced meanwhile. Under lock. */
+static void give_back(Store *s, Row *jobs, size_t nj, StorePlug *plugs, size_t np)
+{
+    for (size_t i = 0; i < nj; i++) {
+        bool fresh;
+        Row *slot = dirty_job_slot(s, jobs[i].row.id, &fresh);
+
+        if (slot && fresh)
+            row_move(slot, &jobs[i]);
+        else
+            row_clear(&jobs[i]); /* a newer version waits, or no room (counted) */
+    }
+    for (size_t i = 0; i < np; i++) {
+        bool fresh;
+        StorePlug *slot = dirty_plug_slot(s, plugs[i].id, &fresh);
+
+        if (slot && fresh)
+            *slot = plugs[i];
+    }
+}
+
+/* One transaction for every pending row. */
+static void thread_write_dirty(Store *s)
+{
+    char message[STORE_DB_ERR_MAX] = "";
+    Row *jobs;
+    StorePlug *plugs;
+    size_t nj, np;
+    int r;
+
+    pthread_mutex_lock(&s->lock);
+    take_dirty(s, &jobs, &nj, &plugs, &np);
+    pthread_mutex_unlock(&s->lock);
+    if (nj + np == 0)
+        goto out;
+    r = store_db_begin(s->db, message, sizeof(message));
+    for (size_t i = 0; i < nj && r >= 0; i++) {
+        r = store_db_update_job(s->db, &jobs[i].row, message, sizeof(message));
+        if (r == -ENOENT || r == -EINVAL) {
+            /* Nothing to retry: a row that cannot be written as it is. */
+            log_error("%s", message);
+            r = 0;
+        }
+    }
+    for (size_t i = 0; i < np && r >= 0; i++)
+        r = store_db_put_plug(s->db, &plugs[i], message, sizeof(message));
+    if (r >= 0)
+        r = store_db_commit(s->db, message, sizeof(message));
+    pthread_mutex_lock(&s->lock);
+    if (r < 0) {
+        store_db_rollback(s->db);
+        give_back(s, jobs, nj, plugs, np);
+        s->retry_at = now_usec(CLOCK_MONOTONIC) + STORE_RETRY_USEC;
+        if (s->stats.error != r)
+            log_error("cannot write %zu job record%s: %s; kept in memory, retrying every %u s", nj,
+                      nj == 1 ? "" : "s", message, STORE_RETRY_USEC / 1000000u);
+        s->stats.error = r;
+        snprintf(s->stats.error_message, sizeof(s->stats.error_message), "%s", message);
+    } else {
+        if (s->stats.error)
+            log_notice("job records written again (%zu waited)", nj);
+        s->stats.error = 0;
+        s->stats.error_message[0] = '\0';
+        s->stats.commits = store_db_commits(s->db);
+        s->retry_at = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < nj; i++)
+        row_clear(&jobs[i]);
+out:
+    free(jobs);
+    free(plugs);
+}
+
+static void thread_insert(Store *s, Op *op)
+{
+    int r;
+
+    if (!s->db) {
+        pthread_mutex_lock(&s->lock);
+        op->r = s->stats.error ? s->stats.error : -EIO;
+        snprintf(op->message, sizeof(op->message), "the job store is not open: %s",
+                 s->stats.error_message);
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    op->ids = calloc(op->n_rows ? op->n_rows : 1, sizeof(*op->ids));
+    if (!op->ids) {
+        op->r = -ENOMEM;
+        return;
+    }
+    r = store_db_begin(s->db, op->message, sizeof(op->message));
+    for (size_t i = 0; i < op->n_rows && r >= 0; i++)
+        r = store_db_insert_job(s->db, &op->rows[i].row, &op->ids[i], op->message,
+                                sizeof(op->message));
+    if (r >= 0 && op->has_plug) {
+        /* The plug is known by its auto-flash job's id, and that job is its job. */
+        op->plug.id = op->plug.job = op->ids[0];
+        r = store_db_put_plug(s->db, &op->plug, op->message, sizeof(op->message));
+    }
+    if (r >= 0)
+        r = store_db_commit(s->db, op->message, sizeof(op->message));
+    if (r < 0)
+        store_db_rollback(s->db);
+    op->r = r;
+    pthread_mutex_lock(&s->lock);
+    if (r >= 0) {
+        s->stats.commits = store_db_commits(s->db);
+        /* The disk takes writes again; rows still waiting say otherwise themselves. */
+        if (!s->n_dirty_jobs && !s->n_dirty_plugs) {
+            s->stats.error = 0;
+            s->stats.error_message[0] = '\0';
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0)
+        set_result(s, r, op->message);
+}
+
+static void thread_query(Store *s, Op *op)
+{
+    if (!s->db) {
+        op->r = -EIO;
+        snprintf(op->message, sizeof(op->message), "the job store is not open");
+        return;
+    }
+    op->records = json_object_new_array();
+    if (!op->records) {
+        op->r = -ENOMEM;
+        return;
+    }
+    if (op->type == OP_GET) {
+        json_object *job = NULL;
+
+        op->r = store_db_get(s->db, op->get_id, &job, op->message, sizeof(op->message));
+        if (op->r >= 0)
+            json_object_array_add(op->records, job);
+        return;
+    }
+    op->r = store_db_query(s->db, &op->query, collect_record, op->records, &op->last, op->message,
+                           sizeof(op->message));
+}
+
+static void thread_prune(Store *s)
+{
+    char message[STORE_DB_ERR_MAX];
+    unsigned n = 0;
+    int r;
+
+    if (!s->keep_jobs || !s->db)
+        return;
+    r = store_db_prune(s->db, s->keep_jobs, STORE_PRUNE_BATCH, &n, message, sizeof(message));
+    if (r < 0)
+        log_warning("%s", message);
+    else if (n)
+        log_debug("job store: %u old jobs pruned (history-max-jobs=%" PRIu64 ")", n, s->keep_jobs);
+}
+
+/* Try to open until it works or the store closes; each change is reported. */
+static void thread_try_open(Store *s, int *last_r)
+{
+    Op *op = calloc(1, sizeof(*op));
+    int r;
+
+    if (!op)
+        return;
+    op->type = OP_READY;
+    r = thread_open(s, op);
+    op->r = r;
+    pthread_mutex_lock(&s->lock);
+    s->stats.open = r >= 0;
+    s->stats.interrupted = op->recovered;
+    if (s->db)
+        s->stats.commits = store_db_commits(s->db);
+    pthread_mutex_unlock(&s->lock);
+    set_result(s, r, op->message);
+    if (r < 0 && r == *last_r) {
+        op_free(op); /* the same failure again: said already */
+        return;
+    }
+    *last_r = r;
+    post_done(s, op);
+}
+
+static void *store_thread(void *userdata)
+{
+    Store *s = userdata;
+    int open_r = 1;
+    unsigned rounds = 0;
+
+    for (;;) {
+        OpList ops;
+        bool closing, write;
+        uint64_t now;
+
+        if (!s->db)
+            thread_try_open(s, &open_r);
+        pthread_mutex_lock(&s->lock);
+        for (;;) {
+            now = now_usec(CLOCK_MONOTONIC);
+            write = (s->n_dirty_jobs || s->n_dirty_plugs) && s->db &&
+                    (s->closing || now >= s->retry_at);
+            if (s->closing || s->ops.n || write)
+                break;
+            if (!s->db || s->retry_at) {
+                struct timespec ts;
+                uint64_t until = s->db ? s->retry_at : now + STORE_RETRY_USEC;
+
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                until = until > now ? until - now : 0;
+                ts.tv_sec += (time_t)(until / 1000000u);
+                ts.tv_nsec += (long)(until % 1000000u) * 1000;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                if (pthread_cond_timedwait(&s->wake, &s->lock, &ts) == ETIMEDOUT && !s->db)
+                    break;
+            } else
+                pthread_cond_wait(&s->wake, &s->lock);
+        }
+        ops = list_take(&s->ops);
+        closing = s->closing;
+        pthread_mutex_unlock(&s->lock);
+
+        /* Pending rows first: a query then sees every job the loop has finished. */
+        if (write)
+            thread_write_dirty(s);
+        while (ops.head) {
+            Op *op = ops.head;
+
+            ops.head = op->next;
+            if (op->type == OP_INSERT)
+                thread_insert(s, op);
+            else
+                thread_query(s, op);
+            post_done(s, op);
+        }
+        if (write && ++rounds % 64 == 0)
+            thread_prune(s);
+        if (closing)
+            break;
+    }
+    /* One last round for what came in while closing. */
+    if (s->db)
+        thread_write_dirty(s);
+    pthread_mutex_lock(&s->lock);
+    s->thread_done = true;
+    pthread_cond_broadcast(&s->exited);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* ---- the loop's side ---- */
+
+static void dispatch(Store *s, Op *op)
+{
+    switch (op->type) {
+    case OP_READY:
+        if (s->ready_fn)
+            s->ready_fn(s->ready_userdata, &(StoreReady){
+                                                   .r = op->r,
+                                                   .message = op->message,
+                                                   .info = &op->info,
+                                                   .recovered = op->recovered,
+                                                   .preloaded = op->records,
+                                                   .plugs = op->plugs,
+                                                   .n_plugs = op->n_plugs,
+                                           });
+        break;
+    case OP_INSERT:
+        if (op->insert_fn)
+            op->insert_fn(op->userdata, op->r, op->message, op->ids, op->n_rows);
+        break;
+    case OP_QUERY:
+    case OP_GET:
+        if (op->query_fn) {
+            json_object *records = TAKE_PTR(op->records);
+
+            if (op->r < 0) {
+                json_object_put(records);
+                records = NULL;
+            }
+            op->query_fn(op->userdata, op->r, op->message, records, op->last);
+        }
+        break;
+    }
+}
+
+static void drain(Store *s)
+{
+    OpList done;
+
+    pthread_mutex_lock(&s->lock);
+    done = list_take(&s->done);
+    pthread_mutex_unlock(&s->lock);
+    while (done.head) {
+        Op *op = done.head;
+
+        done.head = op->next;
+        dispatch(s, op);
+        op_free(op);
+    }
+}
+
+static int on_done(sd_event_source *src, int fd, uint32_t revents, void *userdata)
+{
+    eventfd_t v;
+
+    (void)eventfd_read(fd, &v);
+    drain(userdata);
+    return 0;
+}
+
+int store_new(sd_event *e, const StoreOptions *o, Store **ret)
+{
+    Store *s = calloc(1, sizeof(*s));
     int r;
 
     if (!s)
         return -ENOMEM;
-    s->fd = -1;
-    s->max_bytes = max_bytes;
-    s->event = e ? sd_event_ref(e) : NULL;
-    if (asprintf(&s->path, "%s/" STORE_FILE, dir) < 0 ||
-        asprintf(&s->path_old, "%s/" STORE_FILE ".1", dir) < 0)
-        return -ENOMEM;
-    if (mkdir(dir, 0750) < 0 && errno != EEXIST)
-        return -errno;
-    r = store_load(s);
+    s->efd = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    {
+        pthread_condattr_t a;
+
+        pthread_condattr_init(&a);
+        pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->wake, &a);
+        pthread_cond_init(&s->exited, &a);
+        pthread_condattr_destroy(&a);
+    }
+    s->dir = strdup(o->dir);
+    s->boot_id = strdup(o->boot_id ? o->boot_id : "");
+    s->dirty_jobs = calloc(STORE_PENDING_MAX, sizeof(*s->dirty_jobs));
+    s->dirty_plugs = calloc(STORE_PENDING_MAX, sizeof(*s->dirty_plugs));
+    s->keep_jobs = o->keep_jobs;
+    s->ready_fn = o->ready;
+    s->ready_userdata = o->userdata;
+    s->event = sd_event_ref(e);
+    if (!s->dir || !s->boot_id || !s->dirty_jobs || !s->dirty_plugs) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->efd < 0) {
+        r = -errno;
+        goto fail;
+    }
+    r = sd_event_add_io(e, &s->done_source, s->efd, EPOLLIN, on_done, s);
     if (r < 0)
-        return r;
-    *ret = TAKE_PTR(s);
+        goto fail;
+    (void)sd_event_source_set_description(s->done_source, "store-answers");
+    r = -pthread_create(&s->thread, NULL, store_thread, s);
+    if (r < 0)
+        goto fail;
+    s->thread_started = true;
+    *ret = s;
     return 0;
+fail:
+    store_free(s, 0);
+    return r;
 }
 
-Store *store_free(Store *s)
+/* Rows that never reached the disk: said once, loudly, with their ids. */
+static void report_lost(Store *s)
 {
+    char ids[512] = "";
+    size_t n = 0, len = 0;
+
+    for (size_t i = 0; i < STORE_PENDING_MAX; i++) {
+        if (!s->dirty_jobs[i].row.id)
+            continue;
+        n++;
+        if (len < sizeof(ids) - 32)
+            len += (size_t)snprintf(ids + len, sizeof(ids) - len, "%s%" PRIu64 " (%s)",
+                                    len ? ", " : "", s->dirty_jobs[i].row.id,
+                                    s->dirty_jobs[i].row.state);
+    }
+    if (n)
+        log_error("LOST: the last state of %zu job%s could not be written to %s/%s (%s): %s%s", n,
+                  n == 1 ? "" : "s", s->dir, STORE_DB_FILE,
+                  s->stats.error_message[0] ? s->stats.error_message : "the store did not answer",
+                  ids, len >= sizeof(ids) - 32 ? ", ..." : "");
+    if (s->stats.dropped)
+        log_error("LOST: %" PRIu64 " job record%s were dropped earlier (more than %u waited)",
+                  s->stats.dropped, s->stats.dropped == 1 ? "" : "s", STORE_PENDING_MAX);
+}
+
+Store *store_free(Store *s, uint64_t timeout_usec)
+{
+    bool joined = true;
+
     if (!s)
         return NULL;
-    if (s->n_pending > 0)
-        log_error("history: %zu record%s could not be written to %s and are lost", s->n_pending,
-                  s->n_pending == 1 ? "" : "s", s->path);
-    for (size_t i = 0; i < s->n_pending; i++)
-        free(s->pending[(s->pending_first + i) % STORE_PENDING_MAX]);
-    sd_event_source_disable_unref(s->retry_timer);
+    if (s->thread_started) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)(timeout_usec / 1000000u);
+        ts.tv_nsec += (long)(timeout_usec % 1000000u) * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&s->lock);
+        s->closing = true;
+        pthread_cond_signal(&s->wake);
+        while (!s->thread_done)
+            if (pthread_cond_timedwait(&s->exited, &s->lock, &ts) == ETIMEDOUT)
+                break;
+        joined = s->thread_done;
+        pthread_mutex_unlock(&s->lock);
+        if (!joined) {
+            /* A hung disk: the thread keeps the store; the process exit ends both. */
+            log_error("the job store did not finish writing within %" PRIu64 " ms",
+                      timeout_usec / 1000u);
+            pthread_mutex_lock(&s->lock);
+            report_lost(s);
+            pthread_mutex_unlock(&s->lock);
+            return NULL;
+        }
+        pthread_join(s->thread, NULL);
+    }
+    report_lost(s);
+    drain(s);
+    /* Never taken by the thread: answered as cancelled. */
+    while (s->ops.head) {
+        Op *op = s->ops.head;
+
+        s->ops.head = op->next;
+        op->r = -ECANCELED;
+        snprintf(op->message, sizeof(op->message), "espdfud is stopping");
+        dispatch(s, op);
+        op_free(op);
+    }
+    store_db_close(s->db);
+    for (size_t i = 0; s->dirty_jobs && i < STORE_PENDING_MAX; i++)
+        row_clear(&s->dirty_jobs[i]);
+    free(s->dirty_jobs);
+    free(s->dirty_plugs);
+    sd_event_source_disable_unref(s->done_source);
+    if (s->efd >= 0)
+        close(s->efd);
     sd_event_unref(s->event);
-    json_object_put(s->preloaded);
-    closep(&s->fd);
-    free(s->path);
-    free(s->path_old);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->exited);
+    free(s->dir);
+    free(s->boot_id);
     free(s);
     return NULL;
 }
 
-void store_set_max_bytes(Store *s, uint64_t max_bytes)
+static int queue_op(Store *s, Op *op)
 {
-    s->max_bytes = max_bytes;
-}
-
-uint64_t store_max_id(const Store *s)
-{
-    return s->max_id;
-}
-
-size_t store_pending(const Store *s)
-{
-    return s->n_pending;
-}
-
-uint64_t store_dropped(const Store *s)
-{
-    return s->dropped;
-}
-
-int store_error(const Store *s)
-{
-    return s->error;
-}
-
-json_object *store_preloaded(const Store *s)
-{
-    return s->preloaded;
-}
-
-/* ---- writing ---- */
-
-/*
- * A crash mid-write can leave the last line without its newline: end it first,
- * or the next record would be glued to it and lost with it.
- */
-static int store_end_last_line(int fd)
-{
-    struct stat st;
-    char c;
-
-    if (fstat(fd, &st) < 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode) || st.st_size == 0)
-        return 0;
-    if (pread(fd, &c, 1, st.st_size - 1) != 1)
-        return 0; /* O_WRONLY on an odd file: the reader copes either way */
-    if (c != '\n' && write(fd, "\n", 1) != 1)
-        return -errno;
-    return 0;
-}
-
-static void store_close_file(Store *s)
-{
-    closep(&s->fd);
-    s->fd = -1;
-}
-
-static int store_open_file(Store *s)
-{
-    int r;
-
-    if (s->fd >= 0)
-        return 0;
-    s->fd = open(s->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
-    if (s->fd < 0)
-        return -errno;
-    r = store_end_last_line(s->fd);
-    if (r < 0)
-        store_close_file(s);
-    return r;
-}
-
-/* Past max_bytes the file becomes .1; a new one starts with the next line. */
-static int store_rotate_if_full(Store *s, size_t len, off_t *ret_size)
-{
-    struct stat st;
-
-    if (fstat(s->fd, &st) < 0)
-        return -errno;
-    *ret_size = st.st_size;
-    if (!S_ISREG(st.st_mode) || st.st_size == 0 || (uint64_t)st.st_size + len <= s->max_bytes)
-        return 0;
-    if (rename(s->path, s->path_old) < 0)
-        return -errno;
-    log_info("history: %s reached %" PRIu64 " bytes, renamed to %s", s->path, (uint64_t)st.st_size,
-             s->path_old);
-    store_close_file(s);
-    *ret_size = 0;
-    return store_open_file(s);
-}
-
-/* One write() per complete line: readers never see half a record from us. */
-static int store_write_line(Store *s, const char *line)
-{
-    size_t len = strlen(line);
-    off_t size = 0;
-    ssize_t n;
-    int r;
-
-    r = store_open_file(s);
-    if (r >= 0)
-        r = store_rotate_if_full(s, len, &size);
-    if (r < 0)
-        goto fail;
-    n = write(s->fd, line, len);
-    if (n == (ssize_t)len) {
-        if (fdatasync(s->fd) < 0 && errno != EINVAL)
-            log_errno(LOG_WARNING, -errno, "history: cannot sync %s", s->path);
-        return 0;
+    pthread_mutex_lock(&s->lock);
+    if (s->ops.n >= STORE_OPS_MAX || s->closing) {
+        pthread_mutex_unlock(&s->lock);
+        op_free(op);
+        return s->closing ? -ESHUTDOWN : -EAGAIN;
     }
-    r = n < 0 ? -errno : -ENOSPC;
-    /* A partial line would glue itself to the next record: cut it off again. */
-    if (n > 0)
-        (void)ftruncate(s->fd, size);
-fail:
-    store_close_file(s); /* reopen next time: the path may have been fixed */
-    return r;
-}
-
-static int on_retry(sd_event_source *es, uint64_t usec, void *userdata)
-{
-    Store *s = userdata;
-
-    s->retry_timer = sd_event_source_disable_unref(s->retry_timer);
-    (void)store_flush(s);
+    list_push(&s->ops, op);
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
     return 0;
 }
 
-/* Armed only while records wait: an idle store costs nothing. */
-static void store_arm_retry(Store *s)
+int store_insert_jobs(Store *s, const StoreJobRow *rows, size_t n, const StorePlug *plug,
+                      StoreInsertFn fn, void *userdata)
 {
-    int r;
+    Op *op;
 
-    if (!s->event || s->retry_timer)
-        return;
-    r = sd_event_add_time_relative(s->event, &s->retry_timer, CLOCK_MONOTONIC, STORE_RETRY_USEC, 0,
-                                   on_retry, s);
-    if (r < 0)
-        log_errno(LOG_ERR, r, "history: cannot arm the retry timer");
-}
-
-static void store_failed(Store *s, int r)
-{
-    if (s->error == 0)
-        log_error("history: cannot write %s: %s; %zu record%s pending", s->path, strerror(-r),
-                  s->n_pending, s->n_pending == 1 ? "" : "s");
-    s->error = r;
-    store_arm_retry(s);
-}
-
-static void store_recovered(Store *s, size_t written)
-{
-    if (s->error == 0)
-        return;
-    log_notice("history: %s is writable again; %zu pending record%s written, %" PRIu64 " dropped",
-               s->path, written, written == 1 ? "" : "s", s->dropped);
-    s->error = 0;
-    s->dropped = 0;
-    s->retry_timer = sd_event_source_disable_unref(s->retry_timer);
-}
-
-int store_flush(Store *s)
-{
-    size_t written = 0;
-
-    while (s->n_pending > 0) {
-        int r = store_write_line(s, s->pending[s->pending_first]);
-
-        if (r < 0) {
-            store_failed(s, r);
-            return r;
-        }
-        pending_pop(s);
-        written++;
-    }
-    store_recovered(s, written);
-    return 0;
-}
-
-/* Full: the oldest record goes, loudly; the newest say more about the station now. */
-static void store_drop_oldest(Store *s)
-{
-    pending_pop(s);
-    s->dropped++;
-    if (s->dropped == 1 || s->dropped % 1000 == 0)
-        log_error("history: %u records pending for %s, dropped the oldest; %" PRIu64
-                  " dropped so far",
-                  STORE_PENDING_MAX, s->path, s->dropped);
-}
-
-int store_append(Store *s, json_object *record)
-{
-    const char *json = json_object_to_json_string_ext(record, JSON_C_TO_STRING_PLAIN);
-    uint64_t id = (uint64_t)record_int(record, "id");
-    char *line;
-
-    if (!json || asprintf(&line, "%s\n", json) < 0)
+    if (n == 0 || n > STORE_INSERT_MAX)
+        return -EINVAL;
+    op = calloc(1, sizeof(*op));
+    if (!op)
         return -ENOMEM;
-    if (id > s->max_id)
-        s->max_id = id;
-    if (s->n_pending == STORE_PENDING_MAX)
-        store_drop_oldest(s);
-    s->pending[(s->pending_first + s->n_pending) % STORE_PENDING_MAX] = line;
-    s->n_pending++;
-    return store_flush(s);
-}
-
-/* ---- queries ---- */
-
-typedef struct Query {
-    const StoreQuery *q;
-    json_object *newest_first;
-} Query;
-
-static int query_one(void *userdata, json_object *o)
-{
-    Query *qu = userdata;
-    const StoreQuery *q = qu->q;
-    const char *path = record_str(o, "path"), *state = record_str(o, "state");
-    json_object *finished;
-
-    /* Records are in the order jobs finished: once older than since, so is the rest. */
-    if (q->since > 0 && json_object_object_get_ex(o, "finished", &finished) &&
-        floor(json_object_get_double(finished)) < (double)q->since)
-        return 1;
-    if ((q->path && (!path || strcmp(path, q->path) != 0)) ||
-        (q->result && (!state || strcmp(state, q->result) != 0)))
-        return 0;
-    if (json_object_array_add(qu->newest_first, json_object_get(o)) < 0) {
-        json_object_put(o);
+    *op = (Op){.type = OP_INSERT, .insert_fn = fn, .userdata = userdata};
+    op->rows = calloc(n, sizeof(*op->rows));
+    if (!op->rows) {
+        op_free(op);
         return -ENOMEM;
     }
-    return json_object_array_length(qu->newest_first) >= q->limit;
-}
-
-int store_query(Store *s, const StoreQuery *q, json_object **ret)
-{
-    _cleanup_(json_object_putp) json_object *newest_first = json_object_new_array();
-    _cleanup_(json_object_putp) json_object *list = json_object_new_array();
-    Query qu = {.q = q, .newest_first = newest_first};
-    size_t n;
-    int r;
-
-    if (!newest_first || !list)
-        return -ENOMEM;
-    r = store_each(s, false, query_one, &qu);
-    if (r < 0)
-        return r;
-    n = json_object_array_length(newest_first);
-    for (size_t i = n; i > 0; i--)
-        if (json_object_array_add(
-                    list, json_object_get(json_object_array_get_idx(newest_first, i - 1))) < 0)
-            return -ENOMEM;
-    *ret = TAKE_PTR(list);
-    return 0;
-}
-
-typedef struct Find {
-    uint64_t id;
-    json_object *found;
-} Find;
-
-static int find_one(void *userdata, json_object *o)
-{
-    Find *f = userdata;
-
-    if ((uint64_t)record_int(o, "id") != f->id)
-        return 0;
-    f->found = json_object_get(o);
-    return 1;
-}
-
-int store_find(Store *s, uint64_t id, json_object **ret)
-{
-    size_t n = json_object_array_length(s->preloaded);
-    Find f = {.id = id};
-    int r;
-
-    if (id > s->max_id)
-        return -ENOENT; /* never written: no need to read the files */
     for (size_t i = 0; i < n; i++) {
-        json_object *o = json_object_array_get_idx(s->preloaded, i);
-
-        if ((uint64_t)record_int(o, "id") == id) {
-            *ret = json_object_get(o);
-            return 0;
+        if (row_copy(&op->rows[i], &rows[i]) < 0) {
+            op_free(op);
+            return -ENOMEM;
         }
+        op->n_rows++;
     }
-    r = store_each(s, false, find_one, &f);
-    if (r < 0)
-        return r;
-    if (!f.found)
-        return -ENOENT;
-    *ret = f.found;
+    if (plug) {
+        op->has_plug = true;
+        op->plug = *plug;
+    }
+    return queue_op(s, op);
+}
+
+/* The slot for id: its pending version, or a free one. NULL when full. Under lock. */
+static Row *dirty_job_slot(Store *s, uint64_t id, bool *ret_new)
+{
+    Row *free_slot = NULL;
+
+    for (size_t i = 0; i < STORE_PENDING_MAX; i++) {
+        if (s->dirty_jobs[i].row.id == id) {
+            *ret_new = false;
+            return &s->dirty_jobs[i];
+        }
+        if (!free_slot && !s->dirty_jobs[i].row.id)
+            free_slot = &s->dirty_jobs[i];
+    }
+    *ret_new = true;
+    if (free_slot)
+        s->n_dirty_jobs++;
+    else
+        s->stats.dropped++;
+    return free_slot;
+}
+
+static StorePlug *dirty_plug_slot(Store *s, uint64_t id, bool *ret_new)
+{
+    StorePlug *free_slot = NULL;
+
+    for (size_t i = 0; i < STORE_PENDING_MAX; i++) {
+        if (s->dirty_plugs[i].id == id) {
+            *ret_new = false;
+            return &s->dirty_plugs[i];
+        }
+        if (!free_slot && !s->dirty_plugs[i].id)
+            free_slot = &s->dirty_plugs[i];
+    }
+    *ret_new = true;
+    if (free_slot)
+        s->n_dirty_plugs++;
+    return free_slot;
+}
+
+int store_put_job(Store *s, const StoreJobRow *row)
+{
+    Row copy;
+    Row *slot;
+    bool fresh;
+
+    if (!row->id)
+        return -EINVAL;
+    if (row_copy(&copy, row) < 0)
+        return -ENOMEM;
+    pthread_mutex_lock(&s->lock);
+    slot = dirty_job_slot(s, row->id, &fresh);
+    if (!slot) {
+        pthread_mutex_unlock(&s->lock);
+        log_error("job %" PRIu64 ": %u job records wait to be written already; this one is lost",
+                  row->id, STORE_PENDING_MAX);
+        row_clear(&copy);
+        return -ENOBUFS;
+    }
+    if (!fresh)
+        row_clear(slot);
+    row_move(slot, &copy);
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
     return 0;
+}
+
+int store_put_plug(Store *s, const StorePlug *plug)
+{
+    StorePlug *slot;
+    bool fresh;
+
+    if (!plug->id)
+        return -EINVAL;
+    pthread_mutex_lock(&s->lock);
+    slot = dirty_plug_slot(s, plug->id, &fresh);
+    if (slot) {
+        *slot = *plug;
+        pthread_cond_signal(&s->wake);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return slot ? 0 : -ENOBUFS;
+}
+
+static int dup_or_null(const char *src, char **dst)
+{
+    *dst = NULL;
+    return src && !(*dst = strdup(src)) ? -ENOMEM : 0;
+}
+
+int store_query(Store *s, const StoreQuery *q, StoreQueryFn fn, void *userdata)
+{
+    Op *op = calloc(1, sizeof(*op));
+
+    if (!op)
+        return -ENOMEM;
+    *op = (Op){.type = OP_QUERY, .query = *q, .query_fn = fn, .userdata = userdata};
+    if (dup_or_null(q->path, &op->q_path) < 0 || dup_or_null(q->result, &op->q_result) < 0 ||
+        dup_or_null(q->sha256, &op->q_sha256) < 0 || dup_or_null(q->mac, &op->q_mac) < 0) {
+        op_free(op);
+        return -ENOMEM;
+    }
+    op->query.path = op->q_path;
+    op->query.result = op->q_result;
+    op->query.sha256 = op->q_sha256;
+    op->query.mac = op->q_mac;
+    return queue_op(s, op);
+}
+
+int store_get(Store *s, uint64_t id, StoreQueryFn fn, void *userdata)
+{
+    Op *op = calloc(1, sizeof(*op));
+
+    if (!op)
+        return -ENOMEM;
+    *op = (Op){.type = OP_GET, .get_id = id, .query_fn = fn, .userdata = userdata};
+    return queue_op(s, op);
+}
+
+void store_get_stats(Store *s, StoreStats *ret)
+{
+    pthread_mutex_lock(&s->lock);
+    *ret = s->stats;
+    ret->pending = s->n_dirty_jobs;
+    pthread_mutex_unlock(&s->lock);
 }

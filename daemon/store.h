@@ -2,74 +2,97 @@
 #pragma once
 
 /*
- * The durable job history: <state-dir>/history.jsonl, one line per finished
- * job (succeeded, failed, cancelled), each the protocol's Job object
- * (job-json.h). Append-only, one write() per complete line then fdatasync, so
- * a crash leaves at most one truncated last line, which readers skip. Past
- * max_bytes the file becomes history.jsonl.1 (replacing an older one).
+ * The job store: jobs.db (store-db.h) on its own thread, so that no write,
+ * fsync or query ever runs on the main loop.
  *
- * A record that cannot be written (a full disk) waits in a bounded pending
- * queue and is retried with every later record and on a timer that runs only
- * while something waits. Reading goes backwards from the end in chunks, so
- * memory stays bounded whatever the file's size.
- *
- * Main thread only: the manager calls it from the loop.
+ * The loop hands the thread work and goes on:
+ *  - inserts (a job is a row before anyone learns its id): one transaction
+ *    and one commit per call, answered with the ids once committed;
+ *  - job and plug updates: coalesced by id (only the newest version of a row
+ *    waits), written together in one transaction per round; a failed round
+ *    (a full disk, an I/O error, a lock held by a stray process) keeps them
+ *    and retries every STORE_RETRY_USEC, in bounded memory;
+ *  - queries: answered with the records.
+ * Answers come back through an eventfd the loop watches; their callbacks run
+ * on the main thread. Opening (checks, migration, the import of
+ * history.jsonl, the recovery of interrupted jobs) happens on the thread
+ * too, and is retried while it fails.
  */
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
-#define STORE_FILE         "history.jsonl"
-#define STORE_PENDING_MAX  4096u
-#define STORE_RETRY_USEC   (10u * 1000000u)
-#define STORE_LINE_MAX     (256u * 1024u) /* a longer line is corrupt */
-#define STORE_SCAN_RECORDS 4096u          /* read at start for the largest id */
-#define STORE_PRELOAD_MAX  256u           /* the newest records kept for `jobs`/`job ID` */
+#include "store-db.h"
+
+#define STORE_PENDING_MAX 4096u /* rows waiting to be written */
+#define STORE_OPS_MAX     1024u /* inserts and queries waiting for the thread */
+#define STORE_RETRY_USEC  (2u * 1000000u)
+#define STORE_PRELOAD_MAX 256u /* the newest jobs handed to the manager at start */
+#define STORE_PRUNE_BATCH 1000u
+#define STORE_INSERT_MAX  256u /* jobs in one insert: a flash's paths */
 
 typedef struct Store Store;
 
-typedef struct StoreQuery {
-    const char *path;   /* NULL: any port */
-    const char *result; /* NULL: any final state */
-    int64_t since;      /* Unix seconds: finished at or after; 0: any */
-    unsigned limit;     /* > 0 */
-} StoreQuery;
+typedef struct StoreStats {
+    bool open;
+    size_t pending;   /* rows waiting to be written */
+    uint64_t dropped; /* rows dropped since start because the pending set was full */
+    int error;        /* -errno of the last failed write or open, 0 once one succeeds */
+    char error_message[STORE_DB_ERR_MAX];
+    uint64_t commits;     /* since start */
+    uint64_t interrupted; /* jobs recovered as interrupted at the last open */
+} StoreStats;
+
+/* The store opened (r == 0), or could not (r < 0, message says why; it keeps trying). */
+typedef struct StoreReady {
+    int r;
+    const char *message;
+    const StoreDbOpenInfo *info;
+    unsigned recovered;     /* live jobs of the previous run, now interrupted */
+    json_object *preloaded; /* borrowed: the newest jobs, newest last */
+    const StorePlug *plugs; /* open plugs of this boot */
+    size_t n_plugs;
+} StoreReady;
+
+typedef void (*StoreReadyFn)(void *userdata, const StoreReady *ready);
+/* ids[n] on success; r < 0 and message otherwise. */
+typedef void (*StoreInsertFn)(void *userdata, int r, const char *message, const uint64_t *ids,
+                              size_t n);
+/* records: a JSON array (taken) in the order of the query; last: the id of the last row seen. */
+typedef void (*StoreQueryFn)(void *userdata, int r, const char *message, json_object *records,
+                             uint64_t last);
+
+typedef struct StoreOptions {
+    const char *dir;
+    const char *boot_id;
+    uint64_t keep_jobs; /* prune the oldest finished jobs beyond this; 0: keep all */
+    StoreReadyFn ready;
+    void *userdata;
+} StoreOptions;
+
+/* Start the thread; it opens the database and reports through o->ready. */
+int store_new(sd_event *e, const StoreOptions *o, Store **ret);
 
 /*
- * Create dir (0750) if missing and read the newest records: the largest job id
- * and the preload list. e may be NULL (no retry timer: tests call store_flush).
- * max_bytes: rotate past this. Corrupt lines are skipped with a warning.
+ * Write what is pending (one more try), stop the thread and free. Waits at
+ * most timeout_usec for the thread; logs every row that could not be
+ * written. Callbacks still outstanding are called with -ECANCELED.
  */
-int store_new(sd_event *e, const char *dir, uint64_t max_bytes, Store **ret);
-Store *store_free(Store *s);
-void store_set_max_bytes(Store *s, uint64_t max_bytes);
+Store *store_free(Store *s, uint64_t timeout_usec);
 
-/* The largest job id read at start or appended since; 0 for none. */
-uint64_t store_max_id(const Store *s);
+/* n job rows (copied), plus the plug the first one is the auto-flash job of
+ * (copied; its id becomes that job's id), in one transaction. */
+int store_insert_jobs(Store *s, const StoreJobRow *rows, size_t n, const StorePlug *plug,
+                      StoreInsertFn fn, void *userdata);
+/* Write the newest version of a job's row (copied; row->id set). */
+int store_put_job(Store *s, const StoreJobRow *row);
+int store_put_plug(Store *s, const StorePlug *plug); /* plug->id set */
 
-/*
- * Queue one record (borrowed) and write everything pending, in order. 0: all
- * written; else the negative errno of the write that failed, the records stay
- * pending (logged once per outage). -ENOMEM.
- */
-int store_append(Store *s, json_object *record);
-/* Write what is pending now: what the timer does. */
-int store_flush(Store *s);
-size_t store_pending(const Store *s);
-uint64_t store_dropped(const Store *s); /* oldest pending records dropped, in this outage */
-int store_error(const Store *s);        /* the failing write's -errno, 0 when writing works */
+/* Queries (strings copied). limit <= 1000 for one answer. */
+int store_query(Store *s, const StoreQuery *q, StoreQueryFn fn, void *userdata);
+int store_get(Store *s, uint64_t id, StoreQueryFn fn, void *userdata); /* records: [job] */
 
-/* Matching records, newest last, as a JSON array. */
-int store_query(Store *s, const StoreQuery *q, json_object **ret);
-/* A record by job id: the preloaded ones first, then the files. -ENOENT. */
-int store_find(Store *s, uint64_t id, json_object **ret);
-/* The preloaded records (newest last; ids below every job of this run). Borrowed. */
-json_object *store_preloaded(const Store *s);
-
-static inline void store_freep(Store **s)
-{
-    if (*s)
-        *s = store_free(*s);
-}
+void store_get_stats(Store *s, StoreStats *ret);
