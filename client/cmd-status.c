@@ -37,10 +37,16 @@ static int print_status(json_object *r)
     printf("          OK: %lld\n", (long long)jint(r, "succeeded"));
     printf("      Failed: %lld\n", (long long)jint(r, "failed"));
     printf("   Cancelled: %lld\n", (long long)jint(r, "cancelled"));
-    /* Only when it matters: finished jobs that are not on disk yet (a full disk). */
-    if (jint(r, "history_pending") > 0)
-        printf("     History: %lld records not written yet: %s\n",
+    /* Only when it matters: job records not on disk yet (a full disk), or no store at all. */
+    if (jget(r, "store_open") && !json_object_get_boolean(jget(r, "store_open")))
+        printf("   Job store: NOT OPEN, no job is accepted: %s\n",
+               jstr(r, "history_error") ?: "opening");
+    else if (jint(r, "history_pending") > 0 || jstr(r, "history_error"))
+        printf("   Job store: %lld records not written yet: %s\n",
                (long long)jint(r, "history_pending"), jstr(r, "history_error") ?: "?");
+    if (jint(r, "history_dropped") > 0)
+        printf("   Job store: %lld records LOST (more waited than memory holds)\n",
+               (long long)jint(r, "history_dropped"));
     printf("  Auto-flash: %s\n", paused ? "paused (espdfuctl resume)" : "on");
     printf("     Workers: %lld\n", (long long)jint(r, "workers"));
     printf("    Protocol: %lld\n", (long long)jint(r, "protocol"));

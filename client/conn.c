@@ -81,25 +81,23 @@ static int unreachable(const char *fmt, ...)
     return -CTL_EXIT_UNREACHABLE;
 }
 
-static int connect_failed(const char *path, int err)
+static int connect_failed(const char *path, int err, char *why, size_t why_size)
 {
     /* The socket is 0660 root:espdfu: EACCES means "not in the group", not "not running". */
     if (err == EACCES || err == EPERM) {
-        fprintf(stderr,
-                "espdfuctl: cannot connect to %s: %s — the socket is for root and the "
-                "espdfud group\n",
-                path, strerror(err));
+        snprintf(why, why_size,
+                 "cannot connect to %s: %s — the socket is for root and the espdfud group", path,
+                 strerror(err));
         return -CTL_EXIT_PERMISSION;
     }
-    fprintf(stderr,
-            "espdfuctl: cannot connect to %s: %s — is espdfud running? (systemctl status "
-            "espdfud)\n",
-            path, strerror(err));
+    snprintf(why, why_size,
+             "cannot connect to %s: %s — is espdfud running? (systemctl status espdfud)", path,
+             strerror(err));
     return -CTL_EXIT_UNREACHABLE;
 }
 
 /* A non-blocking connect, completed within the reply timeout. */
-static int connect_socket(const char *path, int *ret)
+static int connect_socket(const char *path, int *ret, char *why, size_t why_size)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     _cleanup_close_ int fd = -1;
@@ -107,36 +105,36 @@ static int connect_socket(const char *path, int *ret)
     int err = 0;
 
     if (strlen(path) >= sizeof(sa.sun_path))
-        return connect_failed(path, ENAMETOOLONG);
+        return connect_failed(path, ENAMETOOLONG, why, why_size);
     memcpy(sa.sun_path, path, strlen(path));
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
-        return connect_failed(path, errno);
+        return connect_failed(path, errno, why, why_size);
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         if (errno != EINPROGRESS && errno != EAGAIN)
-            return connect_failed(path, errno);
+            return connect_failed(path, errno, why, why_size);
         p = (struct pollfd){.fd = fd, .events = POLLOUT};
         if (poll(&p, 1, CTL_REPLY_TIMEOUT_MS) <= 0)
-            return connect_failed(path, ETIMEDOUT);
+            return connect_failed(path, ETIMEDOUT, why, why_size);
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &(socklen_t){sizeof(err)}) < 0 || err)
-            return connect_failed(path, err ?: errno);
+            return connect_failed(path, err ?: errno, why, why_size);
     }
     *ret = TAKE_FD(fd);
     return 0;
 }
 
-int ctl_connect(CtlConn **ret)
+int ctl_connect_quiet(CtlConn **ret, char *why, size_t why_size)
 {
     CtlConn *c;
     int fd = -1, r;
 
-    r = connect_socket(ctl_socket(), &fd);
+    r = connect_socket(ctl_socket(), &fd, why, why_size);
     if (r < 0)
         return r;
     c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
-        fprintf(stderr, "espdfuctl: out of memory\n");
+        snprintf(why, why_size, "out of memory");
         return -CTL_EXIT_FAILURE;
     }
     c->fd = fd;
@@ -144,6 +142,16 @@ int ctl_connect(CtlConn **ret)
     wire_framer_init(&c->framer, WIRE_MAX_REPLY_LINE);
     *ret = c;
     return 0;
+}
+
+int ctl_connect(CtlConn **ret)
+{
+    char why[CTL_WHY_MAX];
+    int r = ctl_connect_quiet(ret, why, sizeof(why));
+
+    if (r < 0)
+        fprintf(stderr, "espdfuctl: %s\n", why);
+    return r;
 }
 
 CtlConn *ctl_conn_free(CtlConn *c)

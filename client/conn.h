@@ -28,6 +28,12 @@ void ctl_set_socket(const char *path);
 const char *ctl_socket(void);
 
 int ctl_connect(CtlConn **ret);
+/*
+ * The same without printing: why (at most CTL_WHY_MAX bytes are useful) says
+ * what failed, for a caller that has somewhere else to go (offline `history`).
+ */
+#define CTL_WHY_MAX 512u /* a socket path (< 108 bytes) and a sentence */
+int ctl_connect_quiet(CtlConn **ret, char *why, size_t why_size);
 CtlConn *ctl_conn_free(CtlConn *c);
 
 static inline void ctl_conn_freep(CtlConn **c)

@@ -63,8 +63,9 @@ static const CtlCommand commands[] = {
         },
         {
                 .name = "history",
-                .synopsis = "[--path P] [--result R] [--since TIME] [--limit N] [--json]",
-                .summary = "Finished jobs as recorded on disk, across restarts",
+                .synopsis =
+                        "[--path P] [--result R] [--since TIME] [--format F] [--state-dir DIR] ...",
+                .summary = "Finished jobs as recorded on disk, across restarts; csv/jsonl export",
                 .needs_daemon = true,
                 .run = cmd_history,
         },
@@ -122,7 +123,7 @@ const char *ctl_exit_describe(CtlExit e)
     case CTL_EXIT_USAGE:
         return "usage error: unknown command or option, malformed argument";
     case CTL_EXIT_UNREACHABLE:
-        return "espdfud is not reachable (daemon commands)";
+        return "espdfud is not reachable (daemon commands; history: nor its database)";
     case CTL_EXIT_PERMISSION:
         return "permission denied by espdfud";
     case CTL_EXIT_NOT_FOUND:

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Text formatting for espdfuctl (format.h). Pure: no I/O except table_print().
+ * Text formatting for espdfuctl (format.h). Pure: no I/O except table_print() and
+ * csv_field() into the caller's FILE*.
  */
 #include <errno.h>
 #include <math.h>
@@ -135,6 +136,79 @@ char *fmt_since(double now, double t, char *buf, size_t size)
     return buf;
 }
 
+/* A C0 control, DEL, or (as UTF-8) a C1 control: what a terminal would act on. */
+static size_t control_length(const unsigned char *p)
+{
+    if (*p < 0x20 || *p == 0x7f)
+        return 1;
+    if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+        return 2;
+    return 0;
+}
+
+char *fmt_escape_controls(const char *s)
+{
+    const unsigned char *p;
+    size_t n = 0;
+    char *out, *o;
+
+    for (p = (const unsigned char *)s; *p; p++) {
+        size_t k = control_length(p);
+
+        n += k == 0 ? 1 : k == 1 ? 4 : 6; /* "\x1b", "\u009b" */
+        p += k == 2;
+    }
+    out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    o = out;
+    for (p = (const unsigned char *)s; *p; p++) {
+        size_t k = control_length(p);
+
+        if (k == 0)
+            *o++ = (char)*p;
+        else if (k == 1)
+            o += sprintf(o, "\\x%02x", *p);
+        else
+            o += sprintf(o, "\\u%04x", *++p);
+    }
+    *o = '\0';
+    return out;
+}
+
+char *fmt_iso_utc(uint64_t usec, char *buf, size_t size)
+{
+    time_t secs = (time_t)(usec / 1000000u);
+    struct tm tm;
+    char day[24];
+
+    if (usec == 0 || !gmtime_r(&secs, &tm) ||
+        strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+        snprintf(buf, size, "%s", "");
+        return buf;
+    }
+    snprintf(buf, size, "%s.%06uZ", day, (unsigned)(usec % 1000000u));
+    return buf;
+}
+
+void csv_field(FILE *f, const char *s)
+{
+    /* RFC 4180 section 2: quote a field that holds a comma, a quote or a line break. */
+    if (!s)
+        return;
+    if (!s[strcspn(s, ",\"\r\n")]) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
 int table_new(const char *const *header, size_t n_columns, Table **ret)
 {
     Table *t;
@@ -181,7 +255,7 @@ int table_add(Table *t, const char *const *cells)
     }
     row = t->cells + t->n_rows * t->n_columns;
     for (size_t i = 0; i < t->n_columns; i++) {
-        row[i] = strdup(cells[i] ? cells[i] : "-");
+        row[i] = fmt_escape_controls(cells[i] ? cells[i] : "-");
         if (!row[i]) {
             while (i > 0)
                 free(row[--i]);

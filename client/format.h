@@ -3,8 +3,8 @@
 
 /*
  * Pure text formatting for espdfuctl's daemon commands: sizes, rates,
- * durations, ETAs, progress bars, timestamps and column tables. No I/O except
- * table_print() into a FILE* the caller owns, no globals, so
+ * durations, ETAs, progress bars, timestamps, column tables and CSV fields. No
+ * I/O except table_print() and csv_field() into a FILE* the caller owns, no globals, so
  * tests/test-client-format.c links this file alone.
  *
  * Every fmt_* writes into a caller buffer (truncating, always terminated) and
@@ -42,10 +42,27 @@ char *fmt_time(double t, char *buf, size_t size);
 /* How long ago t was, seen at now: "5s ago", "3m05s ago"; "-" when t <= 0. */
 char *fmt_since(double now, double t, char *buf, size_t size);
 
+/* Unix microseconds as ISO 8601 UTC: "2026-12-04T17:03:12.123456Z"; "" when 0. */
+#define FMT_ISO_MAX 32u
+char *fmt_iso_utc(uint64_t usec, char *buf, size_t size);
+
+/*
+ * A malloc'd copy of s in which what a terminal would act on is shown
+ * instead: C0 controls and DEL as "\x1b", C1 controls (UTF-8) as "\u009b".
+ * NULL when out of memory. Strings from the daemon or its database are not
+ * trusted to be printable.
+ */
+char *fmt_escape_controls(const char *s);
+
+/* One CSV field (RFC 4180): quoted when it holds , " CR or LF, quotes doubled. NULL: empty. */
+void csv_field(FILE *f, const char *s);
+
 /*
  * A table: a header row, then rows of cells; each column as wide as its
  * widest cell, two blanks between columns, the last column not padded.
- * Cells are copied. Columns beyond the header's count are dropped.
+ * Cells are copied, control characters escaped (fmt_escape_controls()), so
+ * nothing in a cell reaches the terminal raw. Columns beyond the header's
+ * count are dropped.
  */
 #define TABLE_MAX_COLUMNS 12u
 

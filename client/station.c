@@ -41,7 +41,8 @@ bool station_use_colour(void)
 bool station_state_is_final(const char *state)
 {
     return state && (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
-                     strcmp(state, "cancelled") == 0);
+                     strcmp(state, "cancelled") == 0 || strcmp(state, "interrupted") == 0 ||
+                     strcmp(state, "expired") == 0);
 }
 
 static void copy(char *dst, size_t size, const char *src)
@@ -184,6 +185,8 @@ static const char *state_colour(const char *state)
     } table[] = {
             {"failed", ANSI_RED},
             {"cancelled", ANSI_RED},
+            {"interrupted", ANSI_RED},
+            {"expired", ANSI_RED},
             {"succeeded", ANSI_GREEN},
             {"flashed-needs-reset", ANSI_GREEN},
             {"downloading", ANSI_YELLOW},

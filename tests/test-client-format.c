@@ -2,6 +2,7 @@
 /* espdfuctl's text formatting (client/format.c), linked alone. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "daemon-test.h"
 #include "format.h"
@@ -107,6 +108,79 @@ static void test_table(T *t)
     CHECK(table_new(header, TABLE_MAX_COLUMNS + 1, &tb) == -EINVAL);
 }
 
+static void test_table_controls(T *t)
+{
+    static const char *const header[] = {"PATH", "ERROR"};
+    Table *tb = NULL;
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f;
+
+    /* What the daemon or its database says is shown, never acted on by the terminal. */
+    CHECK(table_new(header, 2, &tb) == 0);
+    CHECK(table_add(tb, (const char *const[]){"1-1\x1b[2J", "a\tb\r\nc\x7f"}) == 0);
+    CHECK(table_add(tb, (const char *const[]){"\xc2\x9b"
+                                              "31m",
+                                              "caf\xc3\xa9 \xc2\xa0ok"}) == 0);
+    f = open_memstream(&out, &n);
+    CHECK(f);
+    table_print(tb, f);
+    fclose(f);
+    table_free(tb);
+    CHECK_STREQ(out, "PATH        ERROR\n"
+                     "1-1\\x1b[2J  a\\x09b\\x0d\\x0ac\\x7f\n"
+                     "\\u009b31m   caf\xc3\xa9 \xc2\xa0ok\n");
+    free(out);
+}
+
+static void test_escape(T *t)
+{
+    char *s;
+
+    CHECK((s = fmt_escape_controls("")) && strcmp(s, "") == 0);
+    free(s);
+    CHECK((s = fmt_escape_controls("plain text, 1-3.2")) && strcmp(s, "plain text, 1-3.2") == 0);
+    free(s);
+    CHECK((s = fmt_escape_controls("\x01\x1f \x20\x7e\x7f")) &&
+          strcmp(s, "\\x01\\x1f \x20\x7e\\x7f") == 0);
+    free(s);
+    /* A lone 0xc2 at the end is not a C1 control; C2 A0 (NBSP) is printable. */
+    CHECK((s = fmt_escape_controls("\xc2\x80\xc2\x9f\xc2\xa0\xc2")) &&
+          strcmp(s, "\\u0080\\u009f\xc2\xa0\xc2") == 0);
+    free(s);
+}
+
+static void test_iso_utc(T *t)
+{
+    char b[FMT_ISO_MAX];
+
+    CHECK_STREQ(fmt_iso_utc(0, b, sizeof(b)), "");
+    CHECK_STREQ(fmt_iso_utc(1796403792123456ull, b, sizeof(b)), "2026-12-04T17:03:12.123456Z");
+    CHECK_STREQ(fmt_iso_utc(1000000ull, b, sizeof(b)), "1970-01-01T00:00:01.000000Z");
+    CHECK_STREQ(fmt_iso_utc(7, b, sizeof(b)), "1970-01-01T00:00:00.000007Z");
+}
+
+static void test_csv_field(T *t)
+{
+    static const char *const fields[] = {
+            "plain", "", NULL, "a,b", "say \"hi\"", "two\r\nlines", "lf\nonly", "cr\ronly", "x y",
+    };
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&out, &n);
+
+    CHECK(f);
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        if (i)
+            fputc(',', f);
+        csv_field(f, fields[i]);
+    }
+    fclose(f);
+    CHECK_STREQ(out, "plain,,,\"a,b\",\"say \"\"hi\"\"\",\"two\r\nlines\",\"lf\nonly\","
+                     "\"cr\ronly\",x y");
+    free(out);
+}
+
 int main(void)
 {
     RUN(test_bytes);
@@ -116,5 +190,9 @@ int main(void)
     RUN(test_bar);
     RUN(test_since);
     RUN(test_table);
+    RUN(test_table_controls);
+    RUN(test_escape);
+    RUN(test_iso_utc);
+    RUN(test_csv_field);
     return test_summary();
 }
