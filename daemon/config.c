@@ -640,7 +640,8 @@ static void key_image(Parser *p, const char *key, const char *v)
         return parser_error(p, p->line, key, "rule '%s': '%s' is not an absolute path", rule->name,
                             v);
     key_string(p, &rule->image_path, v);
-    fd = open(v, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* Non-blocking: a FIFO (or a device) must be refused, not waited on for a writer. */
+    fd = open(v, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return parser_error(p, p->line, key, "rule '%s': %s: %s", rule->name, v, strerror(errno));
     r = image_load_fd(fd, &img, &err);
@@ -795,12 +796,18 @@ static void parser_finish_rule(Parser *p, Rule *r, const RuleLines *l)
 /* A regular file only: a directory would otherwise fail later as a vague read error. */
 static int open_config(const char *path, FILE **ret)
 {
-    FILE *f = fopen(path, "re");
+    /* Non-blocking: opening a FIFO must not wait for a writer. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
     struct stat st;
     int r = 0;
 
-    if (!f)
-        return -errno;
+    if (!f) {
+        r = -errno;
+        if (fd >= 0)
+            close(fd);
+        return r;
+    }
     if (fstat(fileno(f), &st) < 0)
         r = -errno;
     else if (!S_ISREG(st.st_mode))
@@ -827,6 +834,10 @@ int config_parse_file(const char *path, ImageCache *cache, Config **ret, ConfigE
     if (!c->path)
         return -ENOMEM;
     r = open_config(path, &f);
+    if (r == -EINVAL) {
+        config_errors_add(errors, "%s: not a regular file (a FIFO, a device or a socket)", path);
+        return r;
+    }
     if (r < 0) {
         config_errors_add(errors, "%s: %s", path, strerror(-r));
         return r;

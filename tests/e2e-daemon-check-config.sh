@@ -73,6 +73,34 @@ case "$err" in
 *) fail "espdfud --config broken.conf: unexpected output: $err" ;;
 esac
 
+# A FIFO never blocks espdfud: as a rule's image and as the configuration itself it
+# is refused at once with file and line (timeout turns a hang into a failure).
+mkfifo "$work/image.fifo" "$work/conf.fifo"
+cat >"$work/fifo.conf" <<CONF
+[rule fifo]
+image = $work/image.fifo
+CONF
+for mode in --check-config --config; do
+    set +e
+    err=$(timeout 5 "$espdfud" $mode "$work/fifo.conf" 2>&1 >/dev/null)
+    rc=$?
+    set -e
+    [ "$rc" -eq 1 ] || fail "$mode fifo.conf: exit $rc, want 1"
+    case "$err" in
+    *"$work/fifo.conf:2: image: rule 'fifo': $work/image.fifo: not a regular file"*) ;;
+    *) fail "$mode fifo.conf: unexpected error: $err" ;;
+    esac
+done
+set +e
+err=$(timeout 5 "$espdfud" --check-config "$work/conf.fifo" 2>&1 >/dev/null)
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "conf.fifo: exit $rc, want 1"
+case "$err" in
+*"$work/conf.fifo: not a regular file"*) ;;
+*) fail "conf.fifo: unexpected error: $err" ;;
+esac
+
 # An explicit file that does not exist is an error; so is a bad option.
 set +e
 "$espdfud" --check-config "$work/missing.conf" 2>/dev/null
