@@ -137,28 +137,60 @@ static void print_history(json_object *history)
     printf("History:\n");
     for (size_t i = 0; i < n; i++) {
         json_object *h = json_object_array_get_idx(history, i);
-        char at[FMT_SIZE_MAX];
+        char at[FMT_SIZE_MAX], state[64], reason[FMT_SAFE_MAX];
 
         printf("  %s  %-18s  %s\n", fmt_time(jnum(h, "at"), at, sizeof(at)),
-               jstr(h, "state") ?: "?", jstr(h, "reason") ?: "");
+               fmt_safe(jstr(h, "state") ?: "?", state, sizeof(state)),
+               fmt_safe(jstr(h, "reason"), reason, sizeof(reason)));
     }
 }
 
-static void print_error(json_object *e)
+/* "usb-timeout: GETSTATUS timed out ... (phase download, block 412, offset 0x6700)" */
+static void print_error_detail(json_object *e)
 {
     long long block = jint(e, "block"), offset = jint(e, "offset");
+    char message[FMT_SAFE_MAX], code[64], phase[64], status[64];
 
-    if (!e)
-        return;
-    printf("     Error: %s [%s]\n", jstr(e, "message") ?: "?", jstr(e, "code") ?: "?");
-    printf("            phase %s", jstr(e, "phase") ?: "-");
+    printf("%s [%s]\n", fmt_safe(jstr(e, "message") ?: "?", message, sizeof(message)),
+           fmt_safe(jstr(e, "code") ?: "?", code, sizeof(code)));
+    printf("            phase %s", fmt_safe(jstr(e, "phase") ?: "-", phase, sizeof(phase)));
     if (block >= 0)
         printf(", block %lld", block);
     if (offset >= 0)
         printf(", offset 0x%llx", offset);
     if (jstr(e, "dfu_status"))
-        printf(", DFU status %s", jstr(e, "dfu_status"));
+        printf(", DFU status %s", fmt_safe(jstr(e, "dfu_status"), status, sizeof(status)));
     printf("\n");
+}
+
+static void print_error(json_object *e)
+{
+    if (!e)
+        return;
+    printf("     Error: ");
+    print_error_detail(e);
+}
+
+/* Each try: when, how far, and how it ended. */
+static void print_attempts(json_object *attempts)
+{
+    size_t n = attempts ? json_object_array_length(attempts) : 0;
+
+    if (n < 2 && !(n == 1 && jget(json_object_array_get_idx(attempts, 0), "error")))
+        return; /* one clean try says nothing the rest does not */
+    printf("Attempts:\n");
+    for (size_t i = 0; i < n; i++) {
+        json_object *a = json_object_array_get_idx(attempts, i);
+        char at[FMT_SIZE_MAX], bytes[FMT_SIZE_MAX];
+
+        printf("  %lld  %s  %s sent  ", (long long)jint(a, "n"),
+               fmt_time(jnum(a, "started"), at, sizeof(at)),
+               fmt_bytes((uint64_t)jnum(a, "bytes"), bytes, sizeof(bytes)));
+        if (jget(a, "error"))
+            print_error_detail(jget(a, "error"));
+        else
+            printf("%s\n", jnum(a, "finished") > 0 ? "ok" : "running");
+    }
 }
 
 static void print_times(json_object *j)
@@ -178,12 +210,16 @@ static int print_job(json_object *r)
 {
     json_object *j = jget(r, "job"), *img = jget(j, "image"), *p = jget(j, "progress");
     char b[FMT_SIZE_MAX], tot[FMT_SIZE_MAX], rate[FMT_SIZE_MAX];
+    char path[128], chip[64], source[FMT_SAFE_MAX], state[64], name[FMT_SAFE_MAX], sha[128];
 
-    printf("Job %lld on %s (%s), %s\n", (long long)jint(j, "id"), jstr(j, "path") ?: "?",
-           jstr(j, "chip") ?: "?", jstr(j, "source") ?: "?");
-    printf("     State: %s\n", jstr(j, "state") ?: "?");
-    printf("     Image: %s, %lld bytes\n", jstr(img, "name") ?: "-", (long long)jint(img, "size"));
-    printf("    SHA256: %s\n", jstr(img, "sha256") ?: "-");
+    printf("Job %lld on %s (%s), %s\n", (long long)jint(j, "id"),
+           fmt_safe(jstr(j, "path") ?: "?", path, sizeof(path)),
+           fmt_safe(jstr(j, "chip") ?: "?", chip, sizeof(chip)),
+           fmt_safe(jstr(j, "source") ?: "?", source, sizeof(source)));
+    printf("     State: %s\n", fmt_safe(jstr(j, "state") ?: "?", state, sizeof(state)));
+    printf("     Image: %s, %lld bytes\n", fmt_safe(jstr(img, "name") ?: "-", name, sizeof(name)),
+           (long long)jint(img, "size"));
+    printf("    SHA256: %s\n", fmt_safe(jstr(img, "sha256") ?: "-", sha, sizeof(sha)));
     printf("  Progress: %s of %s (%lld%%), %s\n", fmt_bytes((uint64_t)jnum(p, "bytes"), b, 32),
            fmt_bytes((uint64_t)jnum(p, "total"), tot, 32), (long long)jint(p, "percent"),
            fmt_rate(jnum(p, "rate"), rate, sizeof(rate)));
@@ -191,6 +227,7 @@ static int print_job(json_object *r)
     printf("   Retries: %lld of %lld, timeout %llds\n", (long long)jint(j, "retries"),
            (long long)jint(j, "max_retries"), (long long)jint(j, "timeout_s"));
     print_error(jget(j, "error"));
+    print_attempts(jget(j, "attempts"));
     print_history(jget(j, "history"));
     return CTL_EXIT_OK;
 }
@@ -228,9 +265,11 @@ int cmd_job(int argc, char *argv[])
 static int print_cancelled(json_object *r)
 {
     json_object *j = jget(r, "job");
+    char path[128], state[64];
 
-    printf("Job %lld on %s: %s\n", (long long)jint(j, "id"), jstr(j, "path") ?: "?",
-           jstr(j, "state") ?: "?");
+    printf("Job %lld on %s: %s\n", (long long)jint(j, "id"),
+           fmt_safe(jstr(j, "path") ?: "?", path, sizeof(path)),
+           fmt_safe(jstr(j, "state") ?: "?", state, sizeof(state)));
     return CTL_EXIT_OK;
 }
 

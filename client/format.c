@@ -146,6 +146,15 @@ static size_t control_length(const unsigned char *p)
     return 0;
 }
 
+char *fmt_safe(const char *s, char *buf, size_t size)
+{
+    char *e = s ? fmt_escape_controls(s) : NULL;
+
+    snprintf(buf, size, "%s", e ? e : "");
+    free(e);
+    return buf;
+}
+
 char *fmt_escape_controls(const char *s)
 {
     const unsigned char *p;

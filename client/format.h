@@ -53,6 +53,9 @@ char *fmt_iso_utc(uint64_t usec, char *buf, size_t size);
  * trusted to be printable.
  */
 char *fmt_escape_controls(const char *s);
+/* The same into buf (truncated, always terminated); "" for NULL. For printf arguments. */
+char *fmt_safe(const char *s, char *buf, size_t size);
+#define FMT_SAFE_MAX 1024u
 
 /* One CSV field (RFC 4180): quoted when it holds , " CR or LF, quotes doubled. NULL: empty. */
 void csv_field(FILE *f, const char *s);

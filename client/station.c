@@ -45,9 +45,10 @@ bool station_state_is_final(const char *state)
                      strcmp(state, "expired") == 0);
 }
 
+/* What the daemon says, as the screen may show it: control characters escaped. */
 static void copy(char *dst, size_t size, const char *src)
 {
-    snprintf(dst, size, "%s", src ?: "");
+    fmt_safe(src, dst, size);
 }
 
 /* The port for path, created in path order when missing; NULL when full. */
@@ -288,7 +289,7 @@ static char *progress_line(const WireMessage *m, char *buf, size_t size)
     return buf;
 }
 
-char *station_event_line(const WireMessage *m, char *buf, size_t size)
+static char *event_line(const WireMessage *m, char *buf, size_t size)
 {
     json_object *d = m->data;
 
@@ -317,4 +318,14 @@ char *station_event_line(const WireMessage *m, char *buf, size_t size)
     }
     snprintf(buf, size, "%s", m->event_name ?: "?");
     return buf;
+}
+
+char *station_event_line(const WireMessage *m, char *buf, size_t size)
+{
+    char raw[STATION_TEXT_MAX];
+
+    /* Names and messages come from the daemon: shown, never acted on by the terminal. */
+    if (!event_line(m, raw, sizeof(raw)))
+        return NULL;
+    return fmt_safe(raw, buf, size);
 }

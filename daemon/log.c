@@ -154,8 +154,31 @@ static void send_journal(int level, const LogJobFields *f, const char *message)
     (void)sd_journal_sendv(j.iov, j.n);
 }
 
-static void log_emit(int level, const LogJobFields *f, const char *prefix, const char *message)
+/*
+ * Every control character (C0, DEL) of a message as \xNN: whatever a client, a
+ * file name or a board put in it, a log line stays one line and sends no escape
+ * sequence to the terminal of whoever reads the log.
+ */
+static void escape_controls(const char *in, char *out, size_t size)
 {
+    size_t o = 0;
+
+    for (; *in && o + 5 < size; in++) {
+        unsigned char ch = (unsigned char)*in;
+
+        if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(out + o, size - o, "\\x%02x", ch);
+        else
+            out[o++] = (char)ch;
+    }
+    out[o] = '\0';
+}
+
+static void log_emit(int level, const LogJobFields *f, const char *prefix, const char *raw)
+{
+    char message[LOG_LINE_MAX];
+
+    escape_controls(raw, message, sizeof(message));
     if (use_journal) {
         char with_prefix[LOG_LINE_MAX + 64];
 

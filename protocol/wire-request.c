@@ -93,7 +93,8 @@ static bool is_port_path(const char *s, size_t n)
     return n > 0 && n <= WIRE_MAX_PATH && strspn(s, "0123456789-.") == n;
 }
 
-/* A string value: valid UTF-8 after unescaping (\ud800 is not), no NUL, at most max bytes. */
+/* A string value: valid UTF-8 after unescaping (\ud800 is not), no NUL and no other control
+ * character (C0, DEL, C1), at most max bytes. */
 static int check_string(json_object *v, const char *key, int64_t max, WireFailure *f)
 {
     const char *s;
@@ -107,6 +108,16 @@ static int check_string(json_object *v, const char *key, int64_t max, WireFailur
         return fail(f, WIRE_ERROR_BAD_REQUEST, "%s: contains a NUL character", key);
     if (!wire_utf8_is_valid(s, n))
         return fail(f, WIRE_ERROR_BAD_REQUEST, "%s: invalid UTF-8", key);
+    /* What a client names ends up in logs and on terminals: no line breaks, no escapes. */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (ch < 0x20 || ch == 0x7f ||
+            (ch == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 &&
+             (unsigned char)s[i + 1] <= 0x9f))
+            return fail(f, WIRE_ERROR_BAD_REQUEST, "%s: contains a control character (byte %zu)",
+                        key, i);
+    }
     if (n == 0)
         return fail(f, WIRE_ERROR_BAD_REQUEST, "%s: empty string", key);
     if ((int64_t)n > max)

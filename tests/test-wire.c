@@ -323,6 +323,18 @@ static void test_request_ids(T *t)
     CHECK(refused("{\"id\":true,\"method\":\"status\"}", WIRE_ERROR_BAD_REQUEST, "id:"));
     CHECK(refused("{\"id\":\"\",\"method\":\"status\"}", WIRE_ERROR_BAD_REQUEST, "id: empty"));
     CHECK(refused("{\"id\":\"a\\u0000b\",\"method\":\"status\"}", WIRE_ERROR_BAD_REQUEST, "NUL"));
+    /* Control characters in what a client names: refused, they would reach logs and screens. */
+    CHECK(refused("{\"id\":1,\"method\":\"flash\",\"params\":{\"name\":\"a\\njob 41: flashed\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.name: contains a control character (byte 1)"));
+    CHECK(refused("{\"id\":1,\"method\":\"flash\",\"params\":{\"name\":\"\\u001b[2J\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.name: contains a control character"));
+    CHECK(refused("{\"id\":1,\"method\":\"hello\",\"params\":{\"client\":\"x\\u007f\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.client: contains a control character"));
+    CHECK(refused("{\"id\":1,\"method\":\"hello\",\"params\":{\"client\":\"x\\u009b\"}}",
+                  WIRE_ERROR_BAD_REQUEST, "params.client: contains a control character"));
+    CHECK(parse("{\"id\":1,\"method\":\"hello\",\"params\":{\"client\":\"caf\u00e9 \u2713\"}}", &r,
+                &f) == 0);
+    wire_request_done(&r);
 }
 
 /* ---- requests: params refused, each limit on both sides ---- */
