@@ -43,14 +43,30 @@ struct Client {
     size_t out_start, out_len, out_size;
     bool at_line_start; /* the last byte written ended a line */
 
-    struct ServerCall *call; /* a request answered later: nothing more is read until then */
-    bool eof;                /* the client sent all it will; close once answered */
+    struct ServerCall *call;    /* a request answered later: nothing more is read until then */
+    bool eof;                   /* the client sent all it will; close once answered */
+    bool privileged;            /* root or the daemon's group: may change things, reserved slots */
+    bool ready;                 /* may have a complete line: served at its next turn */
+    sd_event_source *deadline;  /* the line or idle timeout, armed only when one applies */
+    uint64_t line_started_usec; /* CLOCK_MONOTONIC: bytes of an unfinished line came; 0 none */
+    uint64_t active_usec;       /* CLOCK_MONOTONIC: the last byte read or answer sent */
 
     bool subscribed;
     bool closing; /* write what is queued, then close; read nothing more */
     bool dead;    /* to be freed by the reaper */
     Client *prev, *next;
 };
+
+/* Per-peer warnings: one line per uid per interval, then a count of what was held back. */
+#define SERVER_PEER_LOG_SLOTS    64u
+#define SERVER_PEER_LOG_INTERVAL (10u * 1000000u)
+
+typedef struct PeerLog {
+    uid_t uid;
+    bool used;
+    uint64_t last_usec;
+    unsigned suppressed;
+} PeerLog;
 
 typedef struct ProgressSlot {
     uint64_t job_id;
@@ -64,6 +80,8 @@ struct Server {
     bool activated;   /* the socket came from systemd: never unlink it */
     char *bound_path; /* the path we bound and will unlink */
     sd_event_source *listen_source, *reaper;
+    sd_event_source *turns; /* serves one line of each ready client per dispatch */
+    PeerLog peer_logs[SERVER_PEER_LOG_SLOTS];
     char *group;       /* group= */
     bool group_exists; /* else only root may change things */
     gid_t group_gid;
@@ -78,6 +96,10 @@ struct Server {
 };
 
 /* server.c */
+/* Root, or the daemon's group as the primary or a supplementary group. */
+bool client_may_change(const Client *c);
+/* A warning about a peer, at most one per uid per SERVER_PEER_LOG_INTERVAL. */
+void peer_log(Client *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Queue a complete line (ending in \n) for c. Over the limit: c is dropped. */
 void client_send(Client *c, const char *line, size_t len);
 /* Write what is queued, then close (after at most SERVER_LINGER_USEC). */

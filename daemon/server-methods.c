@@ -397,23 +397,6 @@ static const Handler handlers[_WIRE_METHOD_MAX] = {
         [WIRE_METHOD_RELOAD] = on_reload,   [WIRE_METHOD_HISTORY] = on_history,
 };
 
-/* Root, or the daemon's group as the primary or a supplementary group. */
-static bool may_change(const Client *c)
-{
-    const Server *s = c->server;
-
-    if (c->uid == 0)
-        return true;
-    if (!s->group_exists)
-        return false;
-    if (c->gid == s->group_gid)
-        return true;
-    for (size_t i = 0; i < c->n_groups; i++)
-        if (c->groups[i] == s->group_gid)
-            return true;
-    return false;
-}
-
 void server_dispatch(Client *c, WireRequest *req, int fd)
 {
     const char *name = wire_method_to_string(req->method);
@@ -422,10 +405,9 @@ void server_dispatch(Client *c, WireRequest *req, int fd)
         close(fd); /* "only flash takes one; others are closed" */
         fd = -1;
     }
-    if (wire_method_is_changing(req->method) && !may_change(c)) {
+    if (wire_method_is_changing(req->method) && !c->privileged) {
         closep(&fd);
-        log_notice("client %" PRIu64 " (pid %d uid %u): %s refused: not root, not in group %s",
-                   c->serial, (int)c->pid, (unsigned)c->uid, name, c->server->group);
+        peer_log(c, LOG_NOTICE, "%s refused: not root, not in group %s", name, c->server->group);
         client_send_error(c, &req->id, WIRE_ERROR_PERMISSION_DENIED, NULL,
                           "permission denied: \"%s\" needs root or membership of group \"%s\"",
                           name, c->server->group);

@@ -28,6 +28,8 @@
 #include "util.h"
 
 static int client_update_events(Client *c);
+static void client_arm_deadline(Client *c);
+static void client_schedule(Client *c);
 
 /* ---- the listening socket ---- */
 
@@ -195,6 +197,7 @@ static Client *client_free(Client *c)
         c->call->client = NULL; /* its answer finds nobody */
     sd_event_source_disable_unref(c->io);
     sd_event_source_disable_unref(c->linger);
+    sd_event_source_disable_unref(c->deadline);
     closep(&c->fd);
     closep(&c->pending_fd);
     wire_framer_done(&c->framer);
@@ -260,6 +263,22 @@ static int read_credentials(Client *c)
     return r;
 }
 
+bool client_may_change(const Client *c)
+{
+    const Server *s = c->server;
+
+    if (c->uid == 0)
+        return true;
+    if (!s->group_exists)
+        return false;
+    if (c->gid == s->group_gid)
+        return true;
+    for (size_t i = 0; i < c->n_groups; i++)
+        if (c->groups[i] == s->group_gid)
+            return true;
+    return false;
+}
+
 static size_t connections_of(Server *s, uid_t uid)
 {
     size_t n = 0;
@@ -268,6 +287,52 @@ static size_t connections_of(Server *s, uid_t uid)
         if (!c->dead && c->uid == uid)
             n++;
     return n;
+}
+
+static size_t unprivileged_connections(Server *s)
+{
+    size_t n = 0;
+
+    for (Client *c = s->clients; c; c = c->next)
+        n += !c->dead && !c->privileged;
+    return n;
+}
+
+void peer_log(Client *c, int level, const char *fmt, ...)
+{
+    Server *s = c->server;
+    uint64_t now = now_usec(CLOCK_MONOTONIC);
+    PeerLog *slot = NULL, *reuse = NULL;
+    char message[512], held[96] = "";
+    va_list ap;
+
+    /* This uid's slot, else a free one, else the one quiet for longest. */
+    for (size_t i = 0; i < SERVER_PEER_LOG_SLOTS && !slot; i++) {
+        PeerLog *p = &s->peer_logs[i];
+
+        if (p->used && p->uid == c->uid)
+            slot = p;
+        else if (!reuse || (reuse->used && (!p->used || p->last_usec < reuse->last_usec)))
+            reuse = p;
+    }
+    if (!slot) {
+        slot = reuse;
+        *slot = (PeerLog){.uid = c->uid, .used = true};
+    }
+    if (slot->last_usec && now < slot->last_usec + SERVER_PEER_LOG_INTERVAL) {
+        slot->suppressed++;
+        return;
+    }
+    if (slot->suppressed)
+        snprintf(held, sizeof(held), " (and %u more lines about uid %u in %u s, not logged)",
+                 slot->suppressed, (unsigned)c->uid, SERVER_PEER_LOG_INTERVAL / 1000000u);
+    slot->last_usec = now;
+    slot->suppressed = 0;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    log_message(level, "client %" PRIu64 " (pid %d uid %u): %s%s", c->serial, (int)c->pid,
+                (unsigned)c->uid, message, held);
 }
 
 /* One error line into the fresh socket's empty buffer, then close: no client object. */
@@ -323,18 +388,26 @@ static void accept_one(Server *s, int fd)
         close(fd);
         return;
     }
+    c->privileged = client_may_change(c);
     same_uid = connections_of(s, c->uid);
-    /* Counted without the refused ones not yet reaped. */
-    if (s->n_live > WIRE_MAX_CONNECTIONS || same_uid > WIRE_MAX_CONNECTIONS_PER_UID) {
-        bool total = s->n_live > WIRE_MAX_CONNECTIONS;
+    /* Counted without the refused ones not yet reaped. The last WIRE_RESERVED_CONNECTIONS
+     * slots are for root and the group: others can never lock the operators out. */
+    if (s->n_live > WIRE_MAX_CONNECTIONS || same_uid > WIRE_MAX_CONNECTIONS_PER_UID ||
+        (!c->privileged &&
+         unprivileged_connections(s) > WIRE_MAX_CONNECTIONS - WIRE_RESERVED_CONNECTIONS)) {
+        const char *why = s->n_live > WIRE_MAX_CONNECTIONS ? "too many connections: 64 are open"
+                          : same_uid > WIRE_MAX_CONNECTIONS_PER_UID
+                                  ? "too many connections: 16 are open for this uid"
+                                  : "too many connections: the other 16 are kept for root "
+                                    "and the daemon's group";
 
-        log_warning("refusing a connection from pid %d uid %u: %s", (int)c->pid, (unsigned)c->uid,
-                    total ? "64 connections open" : "16 from that uid");
-        refuse(fd, total ? "too many connections: 64 are open"
-                         : "too many connections: 16 are open for this uid");
+        peer_log(c, LOG_WARNING, "connection refused: %s", why);
+        refuse(fd, why);
         client_kill(c);
         return;
     }
+    c->active_usec = now_usec(CLOCK_MONOTONIC);
+    client_arm_deadline(c);
     log_debug("client %" PRIu64 " connected: pid %d uid %u gid %u", c->serial, (int)c->pid,
               (unsigned)c->uid, (unsigned)c->gid);
 }
@@ -414,8 +487,7 @@ static void client_drop(Client *c, const char *reason)
     json_object *data = json_object_new_object();
     size_t keep = 0;
 
-    log_warning("dropping client %" PRIu64 " (pid %d uid %u): %s", c->serial, (int)c->pid,
-                (unsigned)c->uid, reason);
+    peer_log(c, LOG_WARNING, "dropped: %s", reason);
     if (!c->at_line_start) {
         char *nl = memchr(c->out + c->out_start, '\n', c->out_len - c->out_start);
 
@@ -613,8 +685,7 @@ static void too_large(Client *c)
 {
     WireId id = {.type = WIRE_ID_NULL};
 
-    log_notice("client %" PRIu64 " (pid %d uid %u) sent a line over %u bytes: closing", c->serial,
-               (int)c->pid, (unsigned)c->uid, WIRE_MAX_LINE);
+    peer_log(c, LOG_NOTICE, "sent a line over %u bytes: closing", WIRE_MAX_LINE);
     client_send_error(c, &id, WIRE_ERROR_TOO_LARGE, NULL,
                       "a line longer than %u bytes; closing the connection", WIRE_MAX_LINE);
     client_close_after_flush(c);
@@ -639,6 +710,127 @@ static void process_lines(Client *c)
     }
 }
 
+/*
+ * One request of c, as sd-varlink's process step does: 1 answered (or under
+ * way), 0 no complete line, -EAGAIN not now (a call under way, output to drain).
+ */
+static int serve_one(Client *c)
+{
+    char *line;
+    size_t len;
+    int r;
+
+    if (c->dead || c->closing || c->call || c->out_len - c->out_start >= SERVER_READ_PAUSE_BYTES)
+        return -EAGAIN;
+    r = wire_framer_next(&c->framer, &line, &len);
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        too_large(c);
+        return -EAGAIN;
+    }
+    handle_line(c, line, len, fd_for_line(c, c->lines_taken++));
+    return 1;
+}
+
+/* c may have lines to answer: it gets a turn with everyone else's. */
+static void client_schedule(Client *c)
+{
+    c->ready = true;
+    (void)sd_event_source_set_enabled(c->server->turns, SD_EVENT_ONESHOT);
+}
+
+/*
+ * One line of each ready client per dispatch, then the loop goes round (I/O,
+ * timers, workers) before the next: one client pipelining requests is
+ * served one request per turn, never drained ahead of the others.
+ */
+static int on_turns(sd_event_source *src, void *userdata)
+{
+    Server *s = userdata;
+    bool again = false;
+
+    for (Client *c = s->clients; c; c = c->next) {
+        int r;
+
+        if (!c->ready || c->dead)
+            continue;
+        c->ready = false;
+        r = serve_one(c);
+        if (r > 0)
+            again = c->ready = true;
+        else if (r == 0 && c->eof && !c->call)
+            client_close_after_flush(c); /* all answered; a half line is simply forgotten */
+        if (!c->dead)
+            client_arm_deadline(c);
+    }
+    if (again)
+        (void)sd_event_source_set_enabled(s->turns, SD_EVENT_ONESHOT);
+    return 0;
+}
+
+/* ---- timeouts: a line started and not finished, a connection that does nothing ---- */
+
+static int on_deadline(sd_event_source *src, uint64_t usec, void *userdata)
+{
+    Client *c = userdata;
+    WireId id = {.type = WIRE_ID_NULL};
+    uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+    if (c->dead || c->closing)
+        return 0;
+    if (c->line_started_usec && now >= c->line_started_usec + WIRE_LINE_TIMEOUT_S * USEC_PER_SEC) {
+        peer_log(c, LOG_NOTICE, "half a line and nothing more for %u s: closing",
+                 WIRE_LINE_TIMEOUT_S);
+        client_send_error(c, &id, WIRE_ERROR_TIMEOUT, NULL,
+                          "an unfinished line for %u s; closing the connection",
+                          WIRE_LINE_TIMEOUT_S);
+        client_close_after_flush(c);
+        return 0;
+    }
+    if (!c->call && !c->subscribed && now >= c->active_usec + WIRE_IDLE_TIMEOUT_S * USEC_PER_SEC) {
+        log_debug("client %" PRIu64 " idle for %u s: closing", c->serial, WIRE_IDLE_TIMEOUT_S);
+        client_send_error(c, &id, WIRE_ERROR_TIMEOUT, NULL, "idle for %u s; closing the connection",
+                          WIRE_IDLE_TIMEOUT_S);
+        client_close_after_flush(c);
+        return 0;
+    }
+    client_arm_deadline(c);
+    return 0;
+}
+
+/* The earliest timeout that applies to c now, or none: armed only while one does. */
+static void client_arm_deadline(Client *c)
+{
+    uint64_t when = 0;
+    int r;
+
+    if (c->dead || c->closing)
+        return;
+    /* Bytes wait in the framer after every complete line was answered: a line half sent. */
+    if (wire_framer_pending(&c->framer) > 0 && !c->call && !c->ready) {
+        if (!c->line_started_usec)
+            c->line_started_usec = now_usec(CLOCK_MONOTONIC);
+        when = c->line_started_usec + WIRE_LINE_TIMEOUT_S * USEC_PER_SEC;
+    } else if (wire_framer_pending(&c->framer) == 0)
+        c->line_started_usec = 0;
+    if (!when && !c->call && !c->subscribed)
+        when = c->active_usec + WIRE_IDLE_TIMEOUT_S * USEC_PER_SEC;
+    if (!when) {
+        (void)sd_event_source_set_enabled(c->deadline, SD_EVENT_OFF);
+        return;
+    }
+    if (c->deadline) {
+        r = sd_event_source_set_time(c->deadline, when);
+        if (r >= 0)
+            r = sd_event_source_set_enabled(c->deadline, SD_EVENT_ONESHOT);
+    } else
+        r = sd_event_add_time(c->server->event, &c->deadline, CLOCK_MONOTONIC, when,
+                              USEC_PER_SEC / 10, on_deadline, c);
+    if (r < 0)
+        log_errno(LOG_WARNING, r, "client %" PRIu64 ": cannot arm its timeout", c->serial);
+}
+
 static void client_on_input(Client *c)
 {
     int r = client_read(c);
@@ -651,19 +843,18 @@ static void client_on_input(Client *c)
         return;
     }
     if (r == 0) {
-        /* EOF: what was answered still goes out; a half-sent line is simply forgotten.
-         * A request still being answered is answered first. */
+        /* EOF: what was asked is still answered, then the connection closes. */
         c->eof = true;
-        process_lines(c);
-        if (!c->call)
-            client_close_after_flush(c);
+        client_schedule(c);
         return;
     }
     if (r < 0) {
         client_kill(c);
         return;
     }
-    process_lines(c);
+    c->active_usec = now_usec(CLOCK_MONOTONIC);
+    client_schedule(c);
+    client_arm_deadline(c);
 }
 
 ServerCall *server_call_begin(Client *c, const WireId *id)
@@ -699,11 +890,9 @@ void server_call_end(ServerCall *call)
     c->call = NULL;
     if (c->dead)
         return;
-    process_lines(c);
-    if (c->eof && !c->call)
-        client_close_after_flush(c);
-    else if (!c->dead)
-        (void)client_update_events(c);
+    c->active_usec = now_usec(CLOCK_MONOTONIC);
+    client_schedule(c);
+    (void)client_update_events(c);
 }
 
 static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
@@ -713,7 +902,8 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *us
     if (revents & EPOLLOUT) {
         client_flush(c);
         /* Output drained below the pause mark: lines buffered meanwhile are answered now. */
-        process_lines(c);
+        if (!c->dead)
+            client_schedule(c);
     }
     if (!c->dead && !c->closing && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
         client_on_input(c);
@@ -752,6 +942,10 @@ int server_new(sd_event *e, Manager *m, Server **ret)
         r = sd_event_add_defer(e, &s->reaper, on_reap, s);
     if (r >= 0)
         r = sd_event_source_set_enabled(s->reaper, SD_EVENT_OFF);
+    if (r >= 0)
+        r = sd_event_add_defer(e, &s->turns, on_turns, s);
+    if (r >= 0)
+        r = sd_event_source_set_enabled(s->turns, SD_EVENT_OFF);
     if (r < 0)
         return log_errno(LOG_ERR, r, "cannot watch the control socket");
     (void)sd_event_source_set_description(s->listen_source, "control-socket");
@@ -769,6 +963,7 @@ Server *server_free(Server *s)
         manager_unsubscribe(s->manager, server_on_manager_event, s);
     sd_event_source_disable_unref(s->listen_source);
     sd_event_source_disable_unref(s->reaper);
+    sd_event_source_disable_unref(s->turns);
     closep(&s->listen_fd);
     if (s->bound_path && !s->activated)
         (void)unlink(s->bound_path);

@@ -105,6 +105,8 @@ const char *wire_error_to_string(WireError e)
         return "too-many-connections";
     case WIRE_ERROR_INTERNAL:
         return "internal";
+    case WIRE_ERROR_TIMEOUT:
+        return "timeout";
     case _WIRE_ERROR_MAX:
         break;
     }

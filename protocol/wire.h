@@ -42,11 +42,15 @@
 #define WIRE_MAX_DEPTH               16                 /* JSON nesting accepted in a request */
 #define WIRE_MAX_CONNECTIONS         64u
 #define WIRE_MAX_CONNECTIONS_PER_UID 16u
-#define WIRE_MAX_FDS                 1u    /* per request; only flash takes one */
-#define WIRE_PROGRESS_PER_SECOND     4u    /* job.progress events per job per subscriber */
-#define WIRE_MAX_HISTORY_LIMIT       1000u /* records in one `history` reply */
-#define WIRE_HISTORY_LIMIT_DEFAULT   100u
-#define WIRE_SHA256_HEX              64u /* a SHA-256 in lowercase hex */
+/* Of WIRE_MAX_CONNECTIONS, this many only root and the daemon's group may take. */
+#define WIRE_RESERVED_CONNECTIONS  16u
+#define WIRE_LINE_TIMEOUT_S        5u    /* a line started and not finished */
+#define WIRE_IDLE_TIMEOUT_S        60u   /* nothing asked, nothing awaited, not subscribed */
+#define WIRE_MAX_FDS               1u    /* per request; only flash takes one */
+#define WIRE_PROGRESS_PER_SECOND   4u    /* job.progress events per job per subscriber */
+#define WIRE_MAX_HISTORY_LIMIT     1000u /* records in one `history` reply */
+#define WIRE_HISTORY_LIMIT_DEFAULT 100u
+#define WIRE_SHA256_HEX            64u /* a SHA-256 in lowercase hex */
 
 typedef enum WireMethod {
     WIRE_METHOD_HELLO,
@@ -85,6 +89,7 @@ typedef enum WireError {
     WIRE_ERROR_SHUTTING_DOWN,
     WIRE_ERROR_TOO_MANY_CONNECTIONS,
     WIRE_ERROR_INTERNAL,
+    WIRE_ERROR_TIMEOUT, /* half a line and nothing more, or idle: the connection is closed */
     _WIRE_ERROR_MAX,
 } WireError;
 
