@@ -141,6 +141,7 @@ int config_new_default(Config **ret)
     c->history_max_mb = CONFIG_HISTORY_MAX_MB_DEFAULT;
     c->history_max_jobs = CONFIG_HISTORY_MAX_JOBS_DEFAULT;
     c->wait_timeout_s = CONFIG_WAIT_TIMEOUT_DEFAULT;
+    c->image_timeout_s = 10;
     c->auto_flash = true;
     *ret = TAKE_PTR(c);
     return 0;
@@ -218,6 +219,7 @@ typedef enum Key {
     KEY_HISTORY_MAX_MB,
     KEY_HISTORY_MAX_JOBS,
     KEY_WAIT_TIMEOUT,
+    KEY_IMAGE_TIMEOUT,
     KEY_EXTRA_PIDS,
     KEY_GROUP,
     KEY_AUTO_FLASH,
@@ -537,6 +539,11 @@ static void key_history_max_jobs(Parser *p, const char *key, const char *v)
     key_number(p, key, v, 0, CONFIG_HISTORY_MAX_JOBS_MAX, &p->config->history_max_jobs);
 }
 
+static void key_image_timeout(Parser *p, const char *key, const char *v)
+{
+    key_number(p, key, v, 1, 3600, &p->config->image_timeout_s);
+}
+
 static void key_wait_timeout(Parser *p, const char *key, const char *v)
 {
     key_number(p, key, v, 1, CONFIG_WAIT_TIMEOUT_MAX, &p->config->wait_timeout_s);
@@ -712,6 +719,7 @@ static const struct {
         [KEY_HISTORY_MAX_MB] = {"history-max-mb", SECTION_DAEMON, key_history_max_mb},
         [KEY_HISTORY_MAX_JOBS] = {"history-max-jobs", SECTION_DAEMON, key_history_max_jobs},
         [KEY_WAIT_TIMEOUT] = {"wait-timeout-s", SECTION_DAEMON, key_wait_timeout},
+        [KEY_IMAGE_TIMEOUT] = {"image-timeout-s", SECTION_DAEMON, key_image_timeout},
         [KEY_EXTRA_PIDS] = {"extra-pids", SECTION_DAEMON, key_extra_pids},
         [KEY_GROUP] = {"group", SECTION_DAEMON, key_group},
         [KEY_AUTO_FLASH] = {"auto-flash", SECTION_DAEMON, key_auto_flash},

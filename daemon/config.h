@@ -91,6 +91,7 @@ typedef struct Config {
     unsigned history_max_mb;   /* obsolete since the SQLite store: accepted, ignored */
     unsigned history_max_jobs; /* finished jobs kept in jobs.db; 0: all */
     unsigned wait_timeout_s;   /* a job waiting for a board expires after this */
+    unsigned image_timeout_s;  /* a client's image must be read and checked within this */
     uint16_t extra_pids[CONFIG_EXTRA_PIDS_MAX];
     size_t n_extra_pids;
     bool auto_flash;

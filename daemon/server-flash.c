@@ -12,8 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "image-loader.h"
 #include "log.h"
 #include "server-internal.h"
+#include "timeutil.h"
 #include "util.h"
 
 typedef struct Targets {
@@ -161,19 +163,25 @@ static void reply_flash_error(Client *c, const WireRequest *req, int r)
     }
 }
 
-/* A flash whose jobs are being recorded: what its answer needs. */
+/*
+ * A flash under way: its image is being read on a loader thread, then its jobs
+ * are being recorded by the store. The request is kept (moved out of the line).
+ */
 typedef struct FlashAsk {
     ServerCall *call;
+    WireRequest req;
     CachedImage *image;
-    size_t n;
     char name[256];
     uid_t uid;
     pid_t pid;
 } FlashAsk;
 
-static void flash_ask_free(FlashAsk *a)
+/* The answer is out (or nobody waits for it): the client's next lines go on. */
+static void flash_ask_end(FlashAsk *a)
 {
+    server_call_end(a->call);
     cached_image_unref(a->image);
+    wire_request_done(&a->req);
     free(a);
 }
 
@@ -194,52 +202,64 @@ static void on_flash_recorded(void *userdata, int r, const char *message, const 
                           r == -EAGAIN || r == -ENOSPC ? WIRE_ERROR_QUEUE_FULL
                                                        : WIRE_ERROR_INTERNAL,
                           NULL, "the jobs could not be recorded, none is queued: %s", message);
-    server_call_end(a->call);
-    flash_ask_free(a);
+    flash_ask_end(a);
 }
 
 /* Validated image and targets in hand: cache it and queue every job, or none. */
-static void queue_jobs(Client *c, const WireRequest *req, Image **img, const Targets *t,
-                       const char *name)
+static void queue_jobs(Client *c, FlashAsk *a, Image **img, const Targets *t)
 {
     Manager *m = c->server->manager;
-    _cleanup_(cached_image_unrefp) CachedImage *cached = NULL;
     ManagerFlashOptions o = {
-            .retries = req->flash.retries,
-            .timeout_s = req->flash.timeout_s,
+            .retries = a->req.flash.retries,
+            .timeout_s = a->req.flash.timeout_s,
     };
-    FlashAsk *a;
     int r;
 
-    r = manager_add_image(m, img, &cached);
-    if (r < 0)
-        return reply_flash_error(c, req, r);
-    a = calloc(1, sizeof(*a));
-    if (!a || !(a->call = server_call_begin(c, &req->id))) {
-        free(a);
-        return reply_flash_error(c, req, -ENOMEM);
-    }
-    a->image = cached_image_ref(cached);
-    a->n = t->n;
-    a->uid = c->uid;
-    a->pid = c->pid;
-    snprintf(a->name, sizeof(a->name), "%s", name);
+    r = manager_add_image(m, img, &a->image);
     /* The answer waits for the store: no id is given before its row is committed. */
-    r = manager_flash(m, t->paths, t->n, cached, name, &o, on_flash_recorded, a);
+    if (r >= 0)
+        r = manager_flash(m, t->paths, t->n, a->image, a->name, &o, on_flash_recorded, a);
     if (r < 0) {
-        server_call_cancel(a->call);
-        flash_ask_free(a);
-        return reply_flash_error(c, req, r);
+        reply_flash_error(c, &a->req, r);
+        flash_ask_end(a);
     }
 }
 
-void server_flash(Client *c, const WireRequest *req, int fd)
+/* The loader thread has read and validated the image, or gave up. */
+static void on_image_loaded(void *userdata, int r, Image **loaded, const ErrInfo *err)
+{
+    FlashAsk *a = userdata;
+    Client *c = a->call->client;
+    _cleanup_(image_freep) Image *img = loaded ? TAKE_PTR(*loaded) : NULL;
+    _cleanup_(targets_done) Targets t = {};
+
+    if (!c)
+        return flash_ask_end(a);
+    if (r == -ECANCELED) {
+        client_send_error(c, &a->req.id, WIRE_ERROR_SHUTTING_DOWN, NULL, "espdfud is stopping");
+        return flash_ask_end(a);
+    }
+    if (r < 0) {
+        peer_log(c, LOG_NOTICE, "flash of %s refused: %s", a->name, err->message);
+        client_send_error(c, &a->req.id, WIRE_ERROR_IMAGE_INVALID, espdfu_err_to_string(err->code),
+                          "%s: %s", a->name, err->message);
+        return flash_ask_end(a);
+    }
+    if (check_chip(c, &a->req, img) < 0)
+        return flash_ask_end(a);
+    r = select_targets(c, &a->req, img, &t);
+    if (r == -ENOMEM)
+        reply_flash_error(c, &a->req, r);
+    if (r < 0)
+        return flash_ask_end(a);
+    queue_jobs(c, a, &img, &t);
+}
+
+void server_flash(Client *c, WireRequest *req, int fd)
 {
     _cleanup_close_ int image_fd = fd;
-    _cleanup_(image_freep) Image *img = NULL;
-    _cleanup_(targets_done) Targets t = {};
-    char name[256];
-    ErrInfo err = {};
+    const Config *config = manager_get_config(c->server->manager);
+    FlashAsk *a;
     int r;
 
     if (image_fd < 0) {
@@ -247,22 +267,34 @@ void server_flash(Client *c, const WireRequest *req, int fd)
                           "flash needs the image as a file descriptor (SCM_RIGHTS)");
         return;
     }
-    r = image_load_fd(image_fd, &img, &err);
-    if (r < 0) {
-        client_send_error(c, &req->id, WIRE_ERROR_IMAGE_INVALID, espdfu_err_to_string(err.code),
-                          "%s", err.message);
-        return;
-    }
-    if (check_chip(c, req, img) < 0)
-        return;
-    r = select_targets(c, req, img, &t);
-    if (r == -ENOMEM)
-        reply_flash_error(c, req, r);
-    if (r < 0)
-        return;
+    a = calloc(1, sizeof(*a));
+    if (!a)
+        return reply_flash_error(c, req, -ENOMEM);
     if (req->flash.name)
-        snprintf(name, sizeof(name), "%s", req->flash.name);
+        snprintf(a->name, sizeof(a->name), "%s", req->flash.name);
     else
-        default_name(image_fd, name, sizeof(name));
-    queue_jobs(c, req, &img, &t, name);
+        default_name(image_fd, a->name, sizeof(a->name));
+    a->uid = c->uid;
+    a->pid = c->pid;
+    a->call = server_call_begin(c, &req->id);
+    if (!a->call) {
+        free(a);
+        return reply_flash_error(c, req, -ENOMEM);
+    }
+    wire_request_move(&a->req, req);
+    /* Read and hashed on a thread: a file that blocks or a huge image never stops the loop. */
+    r = image_loader_load(c->server->images, TAKE_FD(image_fd),
+                          (uint64_t)config->image_timeout_s * USEC_PER_SEC, on_image_loaded, a,
+                          NULL);
+    if (r < 0) {
+        if (r == -EBUSY)
+            client_send_error(c, &a->req.id, WIRE_ERROR_INTERNAL, NULL,
+                              "%u images are being read already; try again later",
+                              IMAGE_LOADER_MAX);
+        else
+            reply_flash_error(c, &a->req, r);
+        server_call_cancel(a->call);
+        wire_request_done(&a->req);
+        free(a);
+    }
 }

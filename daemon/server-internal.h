@@ -80,7 +80,8 @@ struct Server {
     bool activated;   /* the socket came from systemd: never unlink it */
     char *bound_path; /* the path we bound and will unlink */
     sd_event_source *listen_source, *reaper;
-    sd_event_source *turns; /* serves one line of each ready client per dispatch */
+    sd_event_source *turns;     /* serves one line of each ready client per dispatch */
+    struct ImageLoader *images; /* client images are read and checked on its threads */
     PeerLog peer_logs[SERVER_PEER_LOG_SLOTS];
     char *group;       /* group= */
     bool group_exists; /* else only root may change things */
@@ -133,7 +134,7 @@ void server_on_manager_event(void *userdata, ManagerEvent ev, const Device *d, c
 void server_dispatch(Client *c, WireRequest *req, int fd);
 
 /* server-flash.c: the flash method; fd (or -1) is taken. */
-void server_flash(Client *c, const WireRequest *req, int fd);
+void server_flash(Client *c, WireRequest *req, int fd);
 
 /* server-json.c: NULL on allocation failure (Job: job-json.h). */
 json_object *device_to_json(Manager *m, const Device *d);

@@ -21,7 +21,7 @@
 #define ESPDFUD_VERSION "0.1.0"
 #endif
 
-typedef void (*Handler)(Client *c, const WireRequest *req, int fd);
+typedef void (*Handler)(Client *c, WireRequest *req, int fd);
 
 /* json-c's add takes the value even on failure: one call, one reference. */
 static bool put(json_object *o, const char *key, json_object *v)
@@ -46,7 +46,7 @@ static void reply_internal(Client *c, const WireId *id, int r, const char *what)
 
 /* ---- reading methods ---- */
 
-static void on_hello(Client *c, const WireRequest *req, int fd)
+static void on_hello(Client *c, WireRequest *req, int fd)
 {
     json_object *o = json_object_new_object(), *methods = json_object_new_array();
 
@@ -61,7 +61,7 @@ static void on_hello(Client *c, const WireRequest *req, int fd)
     client_send_result(c, &req->id, o);
 }
 
-static void on_status(Client *c, const WireRequest *req, int fd)
+static void on_status(Client *c, WireRequest *req, int fd)
 {
     Manager *m = c->server->manager;
     json_object *o = json_object_new_object();
@@ -95,7 +95,7 @@ static void on_status(Client *c, const WireRequest *req, int fd)
     client_send_result(c, &req->id, o);
 }
 
-static void on_devices(Client *c, const WireRequest *req, int fd)
+static void on_devices(Client *c, WireRequest *req, int fd)
 {
     Manager *m = c->server->manager;
     json_object *list = json_object_new_array();
@@ -152,7 +152,7 @@ static json_object *preloaded_of(Manager *m)
     return manager_get_preloaded(m);
 }
 
-static void on_jobs(Client *c, const WireRequest *req, int fd)
+static void on_jobs(Client *c, WireRequest *req, int fd)
 {
     Manager *m = c->server->manager;
     json_object *list = json_object_new_array(), *pre = preloaded_of(m);
@@ -296,7 +296,7 @@ static void ask_store(Client *c, const WireRequest *req, const StoreQuery *q, ui
     }
 }
 
-static void on_job(Client *c, const WireRequest *req, int fd)
+static void on_job(Client *c, WireRequest *req, int fd)
 {
     const Job *j = manager_get_job(c->server->manager, req->job.id);
 
@@ -308,7 +308,7 @@ static void on_job(Client *c, const WireRequest *req, int fd)
     ask_store(c, req, NULL, req->job.id);
 }
 
-static void on_history(Client *c, const WireRequest *req, int fd)
+static void on_history(Client *c, WireRequest *req, int fd)
 {
     const StoreQuery q = {
             .path = req->history.path,
@@ -324,7 +324,7 @@ static void on_history(Client *c, const WireRequest *req, int fd)
     ask_store(c, req, &q, 0);
 }
 
-static void on_subscribe(Client *c, const WireRequest *req, int fd)
+static void on_subscribe(Client *c, WireRequest *req, int fd)
 {
     int r = server_subscribe(c->server, c);
 
@@ -337,7 +337,7 @@ static void on_subscribe(Client *c, const WireRequest *req, int fd)
 
 /* ---- changing methods ---- */
 
-static void on_cancel(Client *c, const WireRequest *req, int fd)
+static void on_cancel(Client *c, WireRequest *req, int fd)
 {
     Manager *m = c->server->manager;
     int r = manager_cancel(m, req->job.id);
@@ -356,19 +356,19 @@ static void on_cancel(Client *c, const WireRequest *req, int fd)
     client_send_result(c, &req->id, one("job", job_to_json(manager_get_job(m, req->job.id))));
 }
 
-static void on_pause(Client *c, const WireRequest *req, int fd)
+static void on_pause(Client *c, WireRequest *req, int fd)
 {
     manager_pause(c->server->manager);
     client_send_result(c, &req->id, one("paused", json_object_new_boolean(true)));
 }
 
-static void on_resume(Client *c, const WireRequest *req, int fd)
+static void on_resume(Client *c, WireRequest *req, int fd)
 {
     manager_resume(c->server->manager);
     client_send_result(c, &req->id, one("paused", json_object_new_boolean(false)));
 }
 
-static void on_reload(Client *c, const WireRequest *req, int fd)
+static void on_reload(Client *c, WireRequest *req, int fd)
 {
     ConfigErrors errors = {};
     int r;

@@ -22,6 +22,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "image-loader.h"
 #include "log.h"
 #include "server-internal.h"
 #include "timeutil.h"
@@ -943,6 +944,8 @@ int server_new(sd_event *e, Manager *m, Server **ret)
     if (r >= 0)
         r = sd_event_source_set_enabled(s->reaper, SD_EVENT_OFF);
     if (r >= 0)
+        r = image_loader_new(e, &s->images);
+    if (r >= 0)
         r = sd_event_add_defer(e, &s->turns, on_turns, s);
     if (r >= 0)
         r = sd_event_source_set_enabled(s->turns, SD_EVENT_OFF);
@@ -959,6 +962,8 @@ Server *server_free(Server *s)
         return NULL;
     while (s->clients)
         client_free(s->clients);
+    /* After the clients: a load still under way is answered to nobody. */
+    image_loader_free(s->images);
     if (s->manager_subscribed)
         manager_unsubscribe(s->manager, server_on_manager_event, s);
     sd_event_source_disable_unref(s->listen_source);

@@ -496,6 +496,13 @@ out:
     return 0;
 }
 
+void wire_request_move(WireRequest *dst, WireRequest *src)
+{
+    *dst = *src;
+    /* A method that owns nothing: done() on it frees nothing. */
+    *src = (WireRequest){.id = src->id, .method = WIRE_METHOD_STATUS};
+}
+
 void wire_request_done(WireRequest *r)
 {
     switch (r->method) {

@@ -238,6 +238,8 @@ typedef struct WireFailure {
  */
 int wire_request_parse(const char *line, size_t len, WireRequest *ret, WireFailure *failure);
 void wire_request_done(WireRequest *r);
+/* Hand what src owns to dst (a request answered later); src is left empty. */
+void wire_request_move(WireRequest *dst, WireRequest *src);
 
 /* ---- building lines (both sides); each returns a malloc'd "...\n" ---- */
 
