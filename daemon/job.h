@@ -137,6 +137,8 @@ typedef struct Job {
     atomic_bool cancel; /* read by the worker between blocks; outlives every message */
     bool worker_active; /* a worker holds a message for this job */
     bool replugged;     /* the board came back while the detach result was on its way */
+    bool reset_next;    /* the next download attempt starts with a USB reset */
+    bool board_left;    /* the board left while its worker ran: the worker's error says where */
     sd_event_source *timeout_timer, *replug_timer, *retry_timer, *wait_timer;
     uint64_t stored_usec; /* CLOCK_MONOTONIC of the last progress written to the store */
 } Job;

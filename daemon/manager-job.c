@@ -337,6 +337,10 @@ static void job_dispatch(Manager *m, Job *j, WorkerAction action)
     dfu_config_init(&req.dfu);
     req.dfu.transfer_timeout_ms = m->config->transfer_timeout_ms;
     snprintf(req.path, sizeof(req.path), "%s", j->path);
+    if (action == WORKER_DOWNLOAD) {
+        req.reset_first = j->reset_next;
+        j->reset_next = false;
+    }
     if (!d || !d->present) {
         r = -ENODEV;
     } else {
@@ -497,10 +501,28 @@ static void job_attempt_failed(Manager *m, Job *j, const ErrInfo *err, const Dfu
 {
     LogJobFields f = job_fields(j, NULL);
 
+    if (j->board_left && err->code != ERR_DISCONNECTED) {
+        /* Whatever the transfer said, the board is gone: where it was comes from the engine. */
+        ErrInfo e = {.code = ERR_DISCONNECTED};
+
+        if (report)
+            snprintf(e.message, sizeof(e.message),
+                     "board disconnected during %s at block %" PRIu32 " (offset 0x%" PRIx64 ")",
+                     dfu_phase_to_string(report->phase), report->block, (uint64_t)report->offset);
+        else
+            snprintf(e.message, sizeof(e.message), "board disconnected: %s", err->message);
+        job_end_attempt(j, now_usec(CLOCK_REALTIME), &e, report);
+        return manager_job_end(m, j, JOB_FAILED, &e, report);
+    }
     job_end_attempt(j, now_usec(CLOCK_REALTIME), err, report);
     if (!job_error_is_transient(err->code) || j->retries_done >= j->retries_allowed || m->stopping)
         return manager_job_end(m, j, JOB_FAILED, err, report);
     j->retries_done++;
+    /* A transfer that hung or a state nobody knows: only a USB reset brings the board back
+     * (ABORT/CLRSTATUS in prepare cover the rest, as dfu-util does). */
+    j->reset_next = err->code == ERR_USB_TIMEOUT || err->code == ERR_DFU_STATE ||
+                    err->code == ERR_USB_TRANSFER || err->code == ERR_DNBUSY_TIMEOUT ||
+                    err->code == ERR_MANIFEST_TIMEOUT;
     log_job(LOG_WARNING, &f, "attempt %u failed: %s [%s]; retrying (%u of %u)", j->retries_done,
             err->message, espdfu_err_to_string(err->code), j->retries_done, j->retries_allowed);
     job_state(m, j, JOB_QUEUED, "retry %u of %u after: %s", j->retries_done, j->retries_allowed,
@@ -643,6 +665,12 @@ void manager_job_board_left(Manager *m, Job *j)
      * automatic one belonged to this plug. */
     if (!j->auto_flash && !j->started_usec && !j->retry_timer)
         return;
+    /* Its worker is at the board: its own error (ENODEV at the exact block) comes at once
+     * and says more than the throttled progress here could. */
+    if (j->worker_active && (j->state == JOB_DOWNLOADING || j->state == JOB_MANIFESTING)) {
+        j->board_left = true;
+        return;
+    }
     job_describe_position(j, where, sizeof(where));
     manager_job_finish(m, j, JOB_FAILED, ERR_DISCONNECTED, "board disconnected %s", where);
 }

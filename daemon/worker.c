@@ -129,6 +129,16 @@ static int run_download(Worker *w, UsbBoard *b, const WorkerRequest *req, Worker
         return err_set(&res->err, ERR_WRONG_CHIP,
                        "image is for %04x:%04x but the board is %04x:%04x", req->image->vid,
                        req->image->pid, usb_board_vid(b), usb_board_pid(b));
+    /* A retry after a hung transfer or an unknown state: only a reset brings the board
+     * back; ABORT and CLRSTATUS (prepare) cannot reach a board that answers nothing. */
+    if (req->reset_first) {
+        const DfuTransport *t = usb_board_transport(b);
+
+        r = t->reset ? t->reset(t->userdata) : -EOPNOTSUPP;
+        if (r < 0)
+            return err_set(&res->err, r == -ENODEV ? ERR_DISCONNECTED : ERR_USB_TRANSFER,
+                           "USB reset of %s before the retry failed: %s", req->path, strerror(-r));
+    }
     usb_board_session(b, &req->dfu, &s);
     ctx.transfer_size = s.functional.transfer_size;
     s.progress = on_dfu_progress;

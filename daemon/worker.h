@@ -46,6 +46,7 @@ typedef struct WorkerRequest {
     char devnode[256];
     char path[64];
     const Image *image; /* WORKER_DOWNLOAD; immutable while shared */
+    bool reset_first;   /* WORKER_DOWNLOAD: a USB port reset before it (a retry after a hang) */
     DfuConfig dfu;
     const atomic_bool *cancel;
 } WorkerRequest;
