@@ -510,7 +510,7 @@ static void job_attempt_failed(Manager *m, Job *j, const ErrInfo *err, const Dfu
                      "board disconnected during %s at block %" PRIu32 " (offset 0x%" PRIx64 ")",
                      dfu_phase_to_string(report->phase), report->block, (uint64_t)report->offset);
         else
-            snprintf(e.message, sizeof(e.message), "board disconnected: %s", err->message);
+            snprintf(e.message, sizeof(e.message), "board disconnected: %.200s", err->message);
         job_end_attempt(j, now_usec(CLOCK_REALTIME), &e, report);
         return manager_job_end(m, j, JOB_FAILED, &e, report);
     }

@@ -1263,9 +1263,9 @@ static int import_legacy(StoreDb *s, const char *dir, StoreDbOpenInfo *info, cha
         return r;
     }
     for (size_t i = 0; i < 2; i++) {
-        char to[4300];
+        char to[sizeof(files[0]) + 16];
 
-        snprintf(to, sizeof(to), "%s.imported", files[i]);
+        snprintf(to, sizeof(to), "%.4199s.imported", files[i]);
         if (rename(files[i], to) < 0 && errno != ENOENT)
             warn(s, "%s: imported, but cannot rename it to %s: %s", files[i], to, strerror(errno));
     }

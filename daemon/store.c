@@ -372,7 +372,7 @@ static void thread_insert(Store *s, Op *op)
     if (!s->db) {
         pthread_mutex_lock(&s->lock);
         op->r = s->stats.error ? s->stats.error : -EIO;
-        snprintf(op->message, sizeof(op->message), "the job store is not open: %s",
+        snprintf(op->message, sizeof(op->message), "the job store is not open: %.400s",
                  s->stats.error_message);
         pthread_mutex_unlock(&s->lock);
         return;
