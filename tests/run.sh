@@ -17,8 +17,12 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S "$top" -B "$build-gcc" -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DBUILD_TESTING=ON >/dev/null
 cmake --build "$build-gcc" -j"$jobs"
+# gcc without optimisation: every build type must link (a missing -lm hid there once).
+cmake -S "$top" -B "$build-gcc-O0" -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug \
+    -DBUILD_TESTING=ON >/dev/null
+cmake --build "$build-gcc-O0" -j"$jobs"
 
-# clang with ASan + UBSan and the fuzzers: this is what the tests run.
+# clang with ASan + UBSan (no optimisation) and the fuzzers: this is what the tests run.
 cmake -S "$top" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
     -DESPDFU_SANITIZE=ON -DESPDFU_FUZZ=ON >/dev/null
 cmake --build "$build" -j"$jobs"
