@@ -28,3 +28,22 @@ if(ESPDFU_EMULATOR_TESTS)
                          LABELS "daemon;usb" TIMEOUT 180)
   endforeach()
 endif()
+
+# The crash-safe job store (jobs.db) end to end: the real espdfud killed,
+# restarted, starved of disk, given a damaged or an old-format history; the real
+# espdfuctl reading the store offline. disk-full needs root (a tmpfs in a mount
+# namespace of its own) and skips otherwise.
+if(ESPDFU_EMULATOR_TESTS)
+  add_executable(e2e-store e2e-store.c)
+  target_link_libraries(e2e-store PRIVATE espdfu-emu-lib)
+  target_compile_definitions(e2e-store PRIVATE ESPDFUD="$<TARGET_FILE:espdfud>"
+                             ESPDFUCTL="$<TARGET_FILE:espdfuctl>"
+                             FIXTURES_DIR="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
+  add_dependencies(e2e-store espdfud espdfuctl)
+  foreach(case kill-download kill-waiting once-per-plug-restart wait-expires retry-succeeds
+               disk-full corrupt-db import-jsonl offline-csv)
+    add_test(NAME e2e-store-${case} COMMAND e2e-store ${case})
+    set_tests_properties(e2e-store-${case} PROPERTIES ENVIRONMENT "${ESPDFU_SANITIZER_ENV}"
+                         LABELS "daemon;usb;store" TIMEOUT 180 SKIP_RETURN_CODE 77)
+  endforeach()
+endif()
