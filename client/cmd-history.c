@@ -668,7 +668,7 @@ enum {
 
 static int history_option(HistoryArgs *a, int c, char *argv[])
 {
-    uint64_t v;
+    uint64_t v = 0;
     int r;
 
     switch (c) {
