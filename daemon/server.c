@@ -669,6 +669,8 @@ static void handle_line(Client *c, const char *line, size_t len, int fd)
     WireRequest req;
     WireFailure f;
 
+    /* This line is whole: bytes after it start the next line's 5 s (client_arm_deadline). */
+    c->line_started_usec = 0;
     if (blank(line, len)) {
         closep(&fd);
         return;
