@@ -25,6 +25,7 @@ struct ImageLoad {
     ImageLoader *loader;
     pthread_t thread;
     int fd;
+    uint8_t *buf; /* what was read so far: freed by whoever frees the load, even after a cancel */
     uint64_t timeout_usec;
     /* Written by the thread before it sets done, under the loader's lock. */
     int r;
@@ -55,33 +56,57 @@ static void load_free(ImageLoad *ld)
 {
     sd_event_source_disable_unref(ld->timer);
     image_free(ld->img);
+    free(ld->buf);
     free(ld);
 }
 
-static void *load_thread(void *userdata)
+/* The thread's last word, whether it finished or was cancelled in its read. */
+static void load_finish(ImageLoad *ld, int r, Image *img, const ErrInfo *err)
 {
-    ImageLoad *ld = userdata;
     ImageLoader *l = ld->loader;
-    Image *img = NULL;
-    ErrInfo err = {};
-    int r;
 
-    r = image_load_fd(ld->fd, &img, &err);
     close(ld->fd);
+    ld->fd = -1;
     pthread_mutex_lock(&l->lock);
     if (ld->orphaned) {
         l->n--;
         pthread_mutex_unlock(&l->lock);
         image_free(img);
-        free(ld);
-        return NULL;
+        load_free(ld);
+        return;
     }
     ld->r = r;
     ld->img = img;
-    ld->err = err;
+    ld->err = *err;
     ld->done = true;
     pthread_mutex_unlock(&l->lock);
     (void)eventfd_write(l->efd, 1);
+}
+
+static void on_thread_cancelled(void *userdata)
+{
+    ErrInfo err = {.code = ERR_IMAGE_IO};
+
+    snprintf(err.message, sizeof(err.message), "the read was abandoned");
+    load_finish(userdata, -ECANCELED, NULL, &err);
+}
+
+static void *load_thread(void *userdata)
+{
+    ImageLoad *ld = userdata;
+    Image *img = NULL;
+    ErrInfo err = {};
+    size_t size = 0;
+    int r, old;
+
+    /* Cancelled at its deadline, in pread: what it read is in ld->buf, freed by the loop. */
+    pthread_cleanup_push(on_thread_cancelled, ld);
+    r = image_read_fd_into(ld->fd, IMAGE_MAX_SIZE, &ld->buf, &size, &err);
+    pthread_cleanup_pop(0);
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    if (r >= 0)
+        r = image_load_buffer(&ld->buf, size, &img, &err);
+    load_finish(ld, r, img, &err);
     return NULL;
 }
 
@@ -124,8 +149,10 @@ static int on_deadline(sd_event_source *s, uint64_t usec, void *userdata)
     ImageLoad *ld = userdata;
     ErrInfo err = {.code = ERR_IMAGE_IO};
 
-    /* The thread may still finish; its answer is then thrown away. */
+    /* The thread is cancelled at its read (a read that never returns in the kernel keeps
+     * its slot until it does); its answer, if it still comes, is thrown away. */
     ld->abandoned = true;
+    pthread_cancel(ld->thread);
     snprintf(err.message, sizeof(err.message),
              "the file did not deliver within %" PRIu64 " s (image-timeout-s); refused",
              ld->timeout_usec / USEC_PER_SEC);
@@ -185,6 +212,7 @@ ImageLoader *image_loader_free(ImageLoader *l)
         /* Still reading: the thread frees it when (if ever) the read returns. */
         ld->orphaned = true;
         ld->timer = sd_event_source_disable_unref(ld->timer);
+        pthread_cancel(ld->thread);
         pthread_detach(ld->thread);
         stuck++;
     }

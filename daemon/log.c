@@ -155,7 +155,8 @@ static void send_journal(int level, const LogJobFields *f, const char *message)
 }
 
 /*
- * Every control character (C0, DEL) of a message as \xNN: whatever a client, a
+ * Every control character of a message escaped, C0 and DEL as \xNN, C1 (UTF-8) as
+ * \u00NN: whatever a client, a
  * file name or a board put in it, a log line stays one line and sends no escape
  * sequence to the terminal of whoever reads the log.
  */
@@ -168,7 +169,11 @@ static void escape_controls(const char *in, char *out, size_t size)
 
         if (ch < 0x20 || ch == 0x7f)
             o += (size_t)snprintf(out + o, size - o, "\\x%02x", ch);
-        else
+        else if (ch == 0xc2 && (unsigned char)in[1] >= 0x80 && (unsigned char)in[1] <= 0x9f) {
+            if (o + 7 >= size)
+                break;
+            o += (size_t)snprintf(out + o, size - o, "\\u%04x", (unsigned char)*++in);
+        } else
             out[o++] = (char)ch;
     }
     out[o] = '\0';

@@ -821,6 +821,20 @@ static int read_grow(uint8_t **buf, size_t *allocated, size_t max_size, ErrInfo 
 int image_read_fd(int fd, size_t max_size, uint8_t **ret, size_t *ret_size, ErrInfo *err)
 {
     _cleanup_free_ uint8_t *buf = NULL;
+    size_t n = 0;
+    int r;
+
+    r = image_read_fd_into(fd, max_size, &buf, &n, err);
+    if (r < 0)
+        return r;
+    *ret = TAKE_PTR(buf);
+    *ret_size = n;
+    return 0;
+}
+
+int image_read_fd_into(int fd, size_t max_size, uint8_t **bufp, size_t *ret_size, ErrInfo *err)
+{
+    uint8_t *buf = NULL;
     size_t n = 0, allocated;
     struct stat st;
     int r;
@@ -839,14 +853,17 @@ int image_read_fd(int fd, size_t max_size, uint8_t **ret, size_t *ret_size, ErrI
     /* st_size is only a hint (files change under us, /proc says 0): read to EOF. */
     allocated = (size_t)st.st_size < 4096 ? 4096 : (size_t)st.st_size + 1;
     allocated = allocated > max_size + 1 ? max_size + 1 : allocated;
-    buf = malloc(allocated);
+    /* Every allocation lands in *bufp at once: a thread cancelled in pread leaves
+     * nothing its owner cannot free. */
+    buf = *bufp = malloc(allocated);
     if (!buf)
         return err_oom(err);
     for (;;) {
         ssize_t k;
 
-        if (n == allocated && (r = read_grow(&buf, &allocated, max_size, err)) < 0)
+        if (n == allocated && (r = read_grow(bufp, &allocated, max_size, err)) < 0)
             return r;
+        buf = *bufp;
         /* pread from 0: the result does not depend on the fd's offset. */
         k = pread(fd, buf + n, allocated - n, (off_t)n);
         if (k < 0 && errno == EINTR)
@@ -860,14 +877,27 @@ int image_read_fd(int fd, size_t max_size, uint8_t **ret, size_t *ret_size, ErrI
             break;
         n += (size_t)k;
     }
-    *ret = TAKE_PTR(buf);
     *ret_size = n;
+    return 0;
+}
+
+int image_load_buffer(uint8_t **buf, size_t size, Image **ret, ErrInfo *err)
+{
+    _cleanup_(image_freep) Image *img = calloc(1, sizeof(*img));
+    int r;
+
+    if (!img)
+        return err_oom(err);
+    r = image_validate(*buf, size, img, err);
+    if (r < 0)
+        return r;
+    img->data = TAKE_PTR(*buf);
+    *ret = TAKE_PTR(img);
     return 0;
 }
 
 int image_load_fd(int fd, Image **ret, ErrInfo *err)
 {
-    _cleanup_(image_freep) Image *img = NULL;
     _cleanup_free_ uint8_t *buf = NULL;
     size_t size = 0;
     int r;
@@ -875,13 +905,5 @@ int image_load_fd(int fd, Image **ret, ErrInfo *err)
     r = image_read_fd(fd, IMAGE_MAX_SIZE, &buf, &size, err);
     if (r < 0)
         return r;
-    img = calloc(1, sizeof(*img));
-    if (!img)
-        return err_oom(err);
-    r = image_validate(buf, size, img, err);
-    if (r < 0)
-        return r;
-    img->data = TAKE_PTR(buf);
-    *ret = TAKE_PTR(img);
-    return 0;
+    return image_load_buffer(&buf, size, ret, err);
 }

@@ -99,6 +99,8 @@ int image_check_archive(const uint8_t *archive, size_t size, ErrInfo *err);
 
 /* Read a regular file from fd (bounded by IMAGE_MAX_SIZE), then image_parse(). */
 int image_load_fd(int fd, Image **ret, ErrInfo *err);
+/* Validate size bytes of *buf as an image; on success the image takes *buf (set NULL). */
+int image_load_buffer(uint8_t **buf, size_t size, Image **ret, ErrInfo *err);
 
 Image *image_free(Image *img); /* NULL-safe, returns NULL */
 DEFINE_TRIVIAL_CLEANUP_FUNC(Image *, image_free);
@@ -110,6 +112,9 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Image *, image_free);
  * error here. *ret is malloc'd (never NULL on success). max_size < SIZE_MAX.
  */
 int image_read_fd(int fd, size_t max_size, uint8_t **ret, size_t *ret_size, ErrInfo *err);
+/* The same into *buf (NULL at first), which the caller frees whatever the outcome: for a
+ * reader that may be cancelled at its pread (pthread_cancel) without leaking. */
+int image_read_fd_into(int fd, size_t max_size, uint8_t **buf, size_t *ret_size, ErrInfo *err);
 
 /* The DFU suffix CRC: ~crc32 (zlib) of the bytes, as dfu-util and mkdfu compute it. */
 uint32_t image_dfu_crc(const uint8_t *data, size_t size);
