@@ -30,7 +30,7 @@ struct StoreDb {
     StoreDbWarnFn warn;
     void *userdata;
     uint64_t commits;
-    sqlite3_stmt *insert, *update;
+    sqlite3_stmt *insert, *update, *day;
 };
 
 /* The schema, in one place. Version n is the state after migrations[0..n-1]. */
@@ -64,7 +64,10 @@ static const char *const migrations[] = {
         "  left INTEGER,"
         "  job INTEGER,"
         "  outcome TEXT);"
-        "CREATE INDEX plugs_open ON plugs(boot_id, path) WHERE left IS NULL;",
+        "CREATE INDEX plugs_open ON plugs(boot_id, path) WHERE left IS NULL;"
+        /* The smallest id of the jobs finished on each UTC day: a `since` query's
+         * lower bound on ids, found in at most a few hundred rows. */
+        "CREATE TABLE finished_days (day INTEGER PRIMARY KEY, min_id INTEGER NOT NULL);",
 };
 _Static_assert(ELEMENTSOF(migrations) == STORE_DB_SCHEMA_VERSION,
                "one migration per schema version");
@@ -196,6 +199,7 @@ StoreDb *store_db_close(StoreDb *s)
         return NULL;
     sqlite3_finalize(s->insert);
     sqlite3_finalize(s->update);
+    sqlite3_finalize(s->day);
     if (s->db)
         sqlite3_close_v2(s->db);
     free(s->path);
@@ -559,6 +563,27 @@ static int prepare_once(StoreDb *s, sqlite3_stmt **st, const char *sql, char *er
     return rc == SQLITE_OK ? 0 : fail(s, rc, "cannot prepare", err, err_size);
 }
 
+/* A job finished: its day's smallest id (the bound `since` queries rely on) covers it. */
+static int note_finished(StoreDb *s, uint64_t id, uint64_t finished_usec, char *err,
+                         size_t err_size)
+{
+    int rc;
+
+    if (!finished_usec)
+        return 0;
+    if (prepare_once(s, &s->day,
+                     "INSERT INTO finished_days(day, min_id) VALUES(?1, ?2) "
+                     "ON CONFLICT(day) DO UPDATE SET min_id = min(min_id, excluded.min_id)",
+                     err, err_size) < 0)
+        return -EIO;
+    sqlite3_reset(s->day);
+    sqlite3_bind_int64(s->day, 1, (int64_t)(finished_usec / (86400ull * 1000000ull)));
+    sqlite3_bind_int64(s->day, 2, (int64_t)id);
+    rc = sqlite3_step(s->day);
+    sqlite3_reset(s->day);
+    return rc == SQLITE_DONE ? 0 : fail(s, rc, "cannot note a finished job", err, err_size);
+}
+
 int store_db_insert_job(StoreDb *s, const StoreJobRow *row, uint64_t *ret_id, char *err,
                         size_t err_size)
 {
@@ -582,7 +607,7 @@ int store_db_insert_job(StoreDb *s, const StoreJobRow *row, uint64_t *ret_id, ch
     if (rc != SQLITE_DONE)
         return fail(s, rc, "cannot insert a job", err, err_size);
     *ret_id = (uint64_t)sqlite3_last_insert_rowid(s->db);
-    return 0;
+    return note_finished(s, *ret_id, row->finished_usec, err, err_size);
 }
 
 int store_db_update_job(StoreDb *s, const StoreJobRow *row, char *err, size_t err_size)
@@ -607,7 +632,7 @@ int store_db_update_job(StoreDb *s, const StoreJobRow *row, char *err, size_t er
         snprintf(err, err_size, "%s: no job %" PRIu64 " to update", s->path, row->id);
         return -ENOENT;
     }
-    return 0;
+    return note_finished(s, row->id, row->finished_usec, err, err_size);
 }
 
 int store_db_max_id(StoreDb *s, uint64_t *ret, char *err, size_t err_size)
@@ -808,8 +833,16 @@ int store_db_query(StoreDb *s, const StoreQuery *q, int (*fn)(void *userdata, js
         n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND sha256 = :sha");
     if (q->mac)
         n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND mac = :mac");
+    /*
+     * since: the rows are walked by id, and ids alone cannot stop the walk at a
+     * time. Every match has an id at or above the smallest id of the jobs
+     * finished on since's day or later, which finished_days gives in a few
+     * hundred rows at most: the walk (by id, path, image, state) stops there.
+     */
     if (q->since > 0)
-        n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND finished >= :since");
+        n += (size_t)snprintf(sql + n, sizeof(sql) - n,
+                              " AND finished >= :since AND id >= (SELECT coalesce(min(min_id), 0) "
+                              "FROM finished_days WHERE day >= :since_day)");
     if (q->before)
         n += (size_t)snprintf(sql + n, sizeof(sql) - n, " AND id < :before");
     if (q->after)
@@ -833,6 +866,8 @@ int store_db_query(StoreDb *s, const StoreQuery *q, int (*fn)(void *userdata, js
             sqlite3_bind_text(st, i, q->mac, -1, SQLITE_STATIC);
         else if (strcmp(name, ":since") == 0)
             sqlite3_bind_int64(st, i, q->since * 1000000);
+        else if (strcmp(name, ":since_day") == 0)
+            sqlite3_bind_int64(st, i, q->since / 86400);
         else if (strcmp(name, ":before") == 0)
             sqlite3_bind_int64(st, i, (int64_t)q->before);
         else if (strcmp(name, ":after") == 0)
@@ -1084,7 +1119,8 @@ static int recover_one(StoreDb *s, uint64_t id, uint64_t now_usec,
                  "UPDATE jobs SET state = 'interrupted', final = 1, finished = %" PRIu64
                  " WHERE id = %" PRIu64,
                  now_usec, id);
-        return exec(s, sql, "cannot end a damaged job", err, err_size);
+        r = exec(s, sql, "cannot end a damaged job", err, err_size);
+        return r < 0 ? r : note_finished(s, id, now_usec, err, err_size);
     }
     r = interrupt_document(job, state, stopped, now_usec);
     if (r >= 0)

@@ -51,11 +51,11 @@ typedef struct StoreDbOpenInfo {
 
 /*
  * Open (and create, migrate, check) dir/jobs.db for writing: the daemon's one
- * owner. A file that SQLite cannot read, whose quick_check fails, whose
- * application_id is not ours or whose schema version is newer than this build
- * knows is renamed jobs.db.broken-<unix-time> (with its -wal/-shm) and a new
- * one is created; info says so. Then history.jsonl (and .1) is imported once.
- * warn may be NULL.
+ * owner. A file that SQLite cannot read, whose application_id is not ours or
+ * whose schema version is newer than this build knows is renamed jobs.db.broken-<unix-time> (with
+ * its -wal/-shm) and a new one is created; info says so. No quick_check at open (it reads the whole
+ * file: seconds for a million jobs); damage found later is per row (skipped, warned). Then
+ * history.jsonl (and .1) is imported once. warn may be NULL.
  */
 int store_db_open(const char *dir, StoreDbWarnFn warn, void *userdata, StoreDb **ret,
                   StoreDbOpenInfo *info, char *err, size_t err_size);

@@ -465,6 +465,54 @@ static void test_db_query_filters(T *t)
           -EINVAL);
 }
 
+/*
+ * since across days: ids do not follow finish times (a long job finishes after later
+ * ones), and the per-day lower bound on ids must still find every match, exactly.
+ */
+static void test_db_query_since_days(T *t)
+{
+    _cleanup_(tmpdir_remove) TmpDir d = tmpdir_make();
+    _cleanup_(store_db_closep) StoreDb *db = NULL;
+    const int64_t day = 86400, now = 1796400000; /* 2026-12-04 */
+    StoreDbOpenInfo info;
+    char err[STORE_DB_ERR_MAX] = "";
+    uint64_t id[6];
+    Ids got = {};
+
+    CHECK(store_db_open(d.path, NULL, NULL, &db, &info, err, sizeof(err)) == 0);
+    CHECK(add_job(db, "1-1", "succeeded", SHA_A, now - 5 * day, &id[0]) == 0);
+    CHECK(add_job(db, "1-1", "failed", SHA_A, now, &id[1]) == 0); /* the long one */
+    CHECK(add_job(db, "1-2", "succeeded", SHA_B, now - 3 * day, &id[2]) == 0);
+    CHECK(add_job(db, "1-1", "succeeded", SHA_A, now - day, &id[3]) == 0);
+    CHECK(add_job(db, "1-2", "interrupted", SHA_B, now - 2 * day - 60, &id[4]) == 0);
+    CHECK(add_job(db, "1-1", "succeeded", SHA_B, now - 60, &id[5]) == 0);
+
+    CHECK(query_ids(db, &(StoreQuery){.since = now - 2 * day - 120, .limit = 100}, &got, NULL) ==
+          0);
+    CHECK(ids_eq(&got, IDS(id[5], id[4], id[3], id[1])));
+    CHECK(query_ids(db, &(StoreQuery){.since = now - 4 * day, .path = "1-2", .limit = 100}, &got,
+                    NULL) == 0);
+    CHECK(ids_eq(&got, IDS(id[4], id[2])));
+    CHECK(query_ids(db, &(StoreQuery){.since = now - 30, .limit = 100}, &got, NULL) == 0);
+    CHECK(ids_eq(&got, IDS(id[1])));
+    CHECK(query_ids(db, &(StoreQuery){.since = now + day, .limit = 100}, &got, NULL) == 0);
+    CHECK(got.n == 0);
+    CHECK(query_ids(db, &(StoreQuery){.since = now - 10 * day, .ascending = true, .limit = 100},
+                    &got, NULL) == 0);
+    CHECK(ids_eq(&got, IDS(id[0], id[1], id[2], id[3], id[4], id[5])));
+    /* The bound is kept per UTC day, in days since the epoch. */
+    {
+        _cleanup_(raw_closep) sqlite3 *raw = raw_open(&d, STORE_DB_FILE, SQLITE_OPEN_READONLY);
+        char sql[128];
+
+        CHECK(raw);
+        CHECK(raw_int(raw, "SELECT count(*) FROM finished_days") == 5);
+        snprintf(sql, sizeof(sql), "SELECT min_id FROM finished_days WHERE day = %lld",
+                 (long long)(now / day));
+        CHECK(raw_int(raw, sql) == (int64_t)id[1]);
+    }
+}
+
 /* Pages of `limit` rows, following the cursor until an empty page. */
 static int page_through(StoreDb *db, StoreQuery q, bool forward, Ids *all, unsigned *ret_pages)
 {
@@ -1363,6 +1411,7 @@ int main(void)
     log_force_stderr();
     RUN(test_db_open_ids);
     RUN(test_db_query_filters);
+    RUN(test_db_query_since_days);
     RUN(test_db_query_paging);
     RUN(test_db_damaged_rows);
     RUN(test_db_recover);
