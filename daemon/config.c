@@ -14,51 +14,19 @@
 
 #include "util.h"
 
-const char *rule_mode_to_string(RuleMode m)
-{
-    switch (m) {
-    case RULE_MODE_ANY:
-        return "any";
-    case RULE_MODE_RUNTIME:
-        return "runtime";
-    case RULE_MODE_DFU:
-        return "dfu";
-    case _RULE_MODE_MAX:
-        break;
-    }
-    return NULL;
-}
+static const char *const rule_mode_table[] = {
+        [RULE_MODE_ANY] = "any",
+        [RULE_MODE_RUNTIME] = "runtime",
+        [RULE_MODE_DFU] = "dfu",
+};
+DEFINE_STRING_TABLE_LOOKUP(rule_mode, RuleMode, _RULE_MODE_MAX)
 
-RuleMode rule_mode_from_string(const char *s)
-{
-    for (int m = 0; m < _RULE_MODE_MAX; m++)
-        if (s && strcmp(rule_mode_to_string((RuleMode)m), s) == 0)
-            return (RuleMode)m;
-    return _RULE_MODE_MAX;
-}
-
-const char *after_action_to_string(AfterAction a)
-{
-    switch (a) {
-    case AFTER_NONE:
-        return "none";
-    case AFTER_RESET:
-        return "reset";
-    case AFTER_HOOK:
-        return "hook";
-    case _AFTER_MAX:
-        break;
-    }
-    return NULL;
-}
-
-AfterAction after_action_from_string(const char *s)
-{
-    for (int a = 0; a < _AFTER_MAX; a++)
-        if (s && strcmp(after_action_to_string((AfterAction)a), s) == 0)
-            return (AfterAction)a;
-    return _AFTER_MAX;
-}
+static const char *const after_action_table[] = {
+        [AFTER_NONE] = "none",
+        [AFTER_RESET] = "reset",
+        [AFTER_HOOK] = "hook",
+};
+DEFINE_STRING_TABLE_LOOKUP(after_action, AfterAction, _AFTER_MAX)
 
 /* ---- error list ---- */
 

@@ -27,57 +27,22 @@ struct DeviceTable {
     size_t count;
 };
 
-const char *device_mode_to_string(DeviceMode m)
-{
-    switch (m) {
-    case DEVICE_MODE_UNKNOWN:
-        return "unknown";
-    case DEVICE_MODE_NONE:
-        return "none";
-    case DEVICE_MODE_RUNTIME:
-        return "runtime";
-    case DEVICE_MODE_DFU:
-        return "dfu";
-    case _DEVICE_MODE_MAX:
-        break;
-    }
-    return NULL;
-}
+static const char *const device_mode_table[] = {
+        [DEVICE_MODE_UNKNOWN] = "unknown",
+        [DEVICE_MODE_NONE] = "none",
+        [DEVICE_MODE_RUNTIME] = "runtime",
+        [DEVICE_MODE_DFU] = "dfu",
+};
+DEFINE_STRING_TABLE_LOOKUP(device_mode, DeviceMode, _DEVICE_MODE_MAX)
 
-DeviceMode device_mode_from_string(const char *s)
-{
-    for (int m = 0; m < _DEVICE_MODE_MAX; m++)
-        if (s && strcmp(device_mode_to_string((DeviceMode)m), s) == 0)
-            return (DeviceMode)m;
-    return _DEVICE_MODE_MAX;
-}
-
-const char *device_plug_to_string(DevicePlug p)
-{
-    switch (p) {
-    case DEVICE_PLUG_IDLE:
-        return "idle";
-    case DEVICE_PLUG_BUSY:
-        return "busy";
-    case DEVICE_PLUG_FLASHED:
-        return "flashed-needs-reset";
-    case DEVICE_PLUG_FAILED:
-        return "failed";
-    case DEVICE_PLUG_REPLUGGING:
-        return "replugging";
-    case _DEVICE_PLUG_MAX:
-        break;
-    }
-    return NULL;
-}
-
-DevicePlug device_plug_from_string(const char *s)
-{
-    for (int p = 0; p < _DEVICE_PLUG_MAX; p++)
-        if (s && strcmp(device_plug_to_string((DevicePlug)p), s) == 0)
-            return (DevicePlug)p;
-    return _DEVICE_PLUG_MAX;
-}
+static const char *const device_plug_table[] = {
+        [DEVICE_PLUG_IDLE] = "idle",
+        [DEVICE_PLUG_BUSY] = "busy",
+        [DEVICE_PLUG_FLASHED] = "flashed-needs-reset",
+        [DEVICE_PLUG_FAILED] = "failed",
+        [DEVICE_PLUG_REPLUGGING] = "replugging",
+};
+DEFINE_STRING_TABLE_LOOKUP(device_plug, DevicePlug, _DEVICE_PLUG_MAX)
 
 DeviceMode device_mode_from_descriptors(const uint8_t *buf, size_t len)
 {

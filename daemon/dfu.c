@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util.h"
+
 /*
  * The host side of a DFU 1.1 download, after dfu-util 0.11 (src/dfu_load.c) for
  * the request sequence and fwupd (plugins/dfu) for bounded waits and error text.
@@ -27,94 +29,50 @@
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 
-const char *dfu_state_to_string(DfuState s)
-{
-    switch (s) {
-    case DFU_STATE_APP_IDLE:
-        return "appIDLE";
-    case DFU_STATE_APP_DETACH:
-        return "appDETACH";
-    case DFU_STATE_DFU_IDLE:
-        return "dfuIDLE";
-    case DFU_STATE_DNLOAD_SYNC:
-        return "dfuDNLOAD-SYNC";
-    case DFU_STATE_DNBUSY:
-        return "dfuDNBUSY";
-    case DFU_STATE_DNLOAD_IDLE:
-        return "dfuDNLOAD-IDLE";
-    case DFU_STATE_MANIFEST_SYNC:
-        return "dfuMANIFEST-SYNC";
-    case DFU_STATE_MANIFEST:
-        return "dfuMANIFEST";
-    case DFU_STATE_MANIFEST_WAIT_RESET:
-        return "dfuMANIFEST-WAIT-RESET";
-    case DFU_STATE_UPLOAD_IDLE:
-        return "dfuUPLOAD-IDLE";
-    case DFU_STATE_ERROR:
-        return "dfuERROR";
-    case _DFU_STATE_MAX:
-        break;
-    }
-    return NULL;
-}
+/* bState names as DFU 1.1 section 6.1.2 spells them. */
+static const char *const dfu_state_table[] = {
+        [DFU_STATE_APP_IDLE] = "appIDLE",
+        [DFU_STATE_APP_DETACH] = "appDETACH",
+        [DFU_STATE_DFU_IDLE] = "dfuIDLE",
+        [DFU_STATE_DNLOAD_SYNC] = "dfuDNLOAD-SYNC",
+        [DFU_STATE_DNBUSY] = "dfuDNBUSY",
+        [DFU_STATE_DNLOAD_IDLE] = "dfuDNLOAD-IDLE",
+        [DFU_STATE_MANIFEST_SYNC] = "dfuMANIFEST-SYNC",
+        [DFU_STATE_MANIFEST] = "dfuMANIFEST",
+        [DFU_STATE_MANIFEST_WAIT_RESET] = "dfuMANIFEST-WAIT-RESET",
+        [DFU_STATE_UPLOAD_IDLE] = "dfuUPLOAD-IDLE",
+        [DFU_STATE_ERROR] = "dfuERROR",
+};
+DEFINE_STRING_TABLE_TO_STRING(dfu_state, DfuState, _DFU_STATE_MAX)
 
-const char *dfu_status_to_string(DfuStatus s)
-{
-    switch (s) {
-    case DFU_STATUS_OK:
-        return "OK";
-    case DFU_STATUS_ERR_TARGET:
-        return "errTARGET";
-    case DFU_STATUS_ERR_FILE:
-        return "errFILE";
-    case DFU_STATUS_ERR_WRITE:
-        return "errWRITE";
-    case DFU_STATUS_ERR_ERASE:
-        return "errERASE";
-    case DFU_STATUS_ERR_CHECK_ERASED:
-        return "errCHECK_ERASED";
-    case DFU_STATUS_ERR_PROG:
-        return "errPROG";
-    case DFU_STATUS_ERR_VERIFY:
-        return "errVERIFY";
-    case DFU_STATUS_ERR_ADDRESS:
-        return "errADDRESS";
-    case DFU_STATUS_ERR_NOTDONE:
-        return "errNOTDONE";
-    case DFU_STATUS_ERR_FIRMWARE:
-        return "errFIRMWARE";
-    case DFU_STATUS_ERR_VENDOR:
-        return "errVENDOR";
-    case DFU_STATUS_ERR_USBR:
-        return "errUSBR";
-    case DFU_STATUS_ERR_POR:
-        return "errPOR";
-    case DFU_STATUS_ERR_UNKNOWN:
-        return "errUNKNOWN";
-    case DFU_STATUS_ERR_STALLEDPKT:
-        return "errSTALLEDPKT";
-    case _DFU_STATUS_MAX:
-        break;
-    }
-    return NULL;
-}
+/* bStatus names, DFU 1.1 section 6.1.2. */
+static const char *const dfu_status_table[] = {
+        [DFU_STATUS_OK] = "OK",
+        [DFU_STATUS_ERR_TARGET] = "errTARGET",
+        [DFU_STATUS_ERR_FILE] = "errFILE",
+        [DFU_STATUS_ERR_WRITE] = "errWRITE",
+        [DFU_STATUS_ERR_ERASE] = "errERASE",
+        [DFU_STATUS_ERR_CHECK_ERASED] = "errCHECK_ERASED",
+        [DFU_STATUS_ERR_PROG] = "errPROG",
+        [DFU_STATUS_ERR_VERIFY] = "errVERIFY",
+        [DFU_STATUS_ERR_ADDRESS] = "errADDRESS",
+        [DFU_STATUS_ERR_NOTDONE] = "errNOTDONE",
+        [DFU_STATUS_ERR_FIRMWARE] = "errFIRMWARE",
+        [DFU_STATUS_ERR_VENDOR] = "errVENDOR",
+        [DFU_STATUS_ERR_USBR] = "errUSBR",
+        [DFU_STATUS_ERR_POR] = "errPOR",
+        [DFU_STATUS_ERR_UNKNOWN] = "errUNKNOWN",
+        [DFU_STATUS_ERR_STALLEDPKT] = "errSTALLEDPKT",
+};
+DEFINE_STRING_TABLE_TO_STRING(dfu_status, DfuStatus, _DFU_STATUS_MAX)
 
-const char *dfu_phase_to_string(DfuPhase p)
-{
-    switch (p) {
-    case DFU_PHASE_DETACH:
-        return "detach";
-    case DFU_PHASE_PREPARE:
-        return "prepare";
-    case DFU_PHASE_DOWNLOAD:
-        return "download";
-    case DFU_PHASE_MANIFEST:
-        return "manifest";
-    case _DFU_PHASE_MAX:
-        break;
-    }
-    return NULL;
-}
+static const char *const dfu_phase_table[] = {
+        [DFU_PHASE_DETACH] = "detach",
+        [DFU_PHASE_PREPARE] = "prepare",
+        [DFU_PHASE_DOWNLOAD] = "download",
+        [DFU_PHASE_MANIFEST] = "manifest",
+};
+DEFINE_STRING_TABLE_TO_STRING(dfu_phase, DfuPhase, _DFU_PHASE_MAX)
 
 void dfu_config_init(DfuConfig *c)
 {

@@ -12,55 +12,53 @@
 
 #include "util.h"
 
+/* One row per state, indexed by it: the wire name, and the two classes the manager asks about. */
+static const struct {
+    const char *name;
+    bool final;  /* nothing happens to the job any more */
+    bool active; /* the job owns its board */
+} job_states[] = {
+        [JOB_QUEUED] = {"queued", false, false},
+        [JOB_WAITING_FOR_BOARD] = {"waiting-for-board", false, false},
+        [JOB_DETACHING] = {"detaching", false, true},
+        [JOB_WAITING_FOR_REPLUG] = {"waiting-for-replug", false, true},
+        [JOB_DOWNLOADING] = {"downloading", false, true},
+        [JOB_MANIFESTING] = {"manifesting", false, true},
+        [JOB_SUCCEEDED] = {"succeeded", true, false},
+        [JOB_FAILED] = {"failed", true, false},
+        [JOB_CANCELLED] = {"cancelled", true, false},
+        [JOB_INTERRUPTED] = {"interrupted", true, false},
+        [JOB_EXPIRED] = {"expired", true, false},
+};
+
+_Static_assert(ELEMENTSOF(job_states) == _JOB_STATE_MAX, "job_states[] needs one row per JobState");
+
+static bool job_state_valid(JobState s)
+{
+    return (unsigned)s < ELEMENTSOF(job_states);
+}
+
 const char *job_state_to_string(JobState s)
 {
-    switch (s) {
-    case JOB_QUEUED:
-        return "queued";
-    case JOB_WAITING_FOR_BOARD:
-        return "waiting-for-board";
-    case JOB_DETACHING:
-        return "detaching";
-    case JOB_WAITING_FOR_REPLUG:
-        return "waiting-for-replug";
-    case JOB_DOWNLOADING:
-        return "downloading";
-    case JOB_MANIFESTING:
-        return "manifesting";
-    case JOB_SUCCEEDED:
-        return "succeeded";
-    case JOB_FAILED:
-        return "failed";
-    case JOB_CANCELLED:
-        return "cancelled";
-    case JOB_INTERRUPTED:
-        return "interrupted";
-    case JOB_EXPIRED:
-        return "expired";
-    case _JOB_STATE_MAX:
-        break;
-    }
-    return NULL;
+    return job_state_valid(s) ? job_states[s].name : NULL;
 }
 
 JobState job_state_from_string(const char *s)
 {
-    for (int i = 0; i < _JOB_STATE_MAX; i++)
-        if (s && strcmp(job_state_to_string((JobState)i), s) == 0)
+    for (size_t i = 0; s && i < ELEMENTSOF(job_states); i++)
+        if (job_states[i].name && strcmp(job_states[i].name, s) == 0)
             return (JobState)i;
     return _JOB_STATE_MAX;
 }
 
 bool job_state_is_final(JobState s)
 {
-    return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_CANCELLED || s == JOB_INTERRUPTED ||
-           s == JOB_EXPIRED;
+    return job_state_valid(s) && job_states[s].final;
 }
 
 bool job_state_is_active(JobState s)
 {
-    return s == JOB_DETACHING || s == JOB_WAITING_FOR_REPLUG || s == JOB_DOWNLOADING ||
-           s == JOB_MANIFESTING;
+    return job_state_valid(s) && job_states[s].active;
 }
 
 bool job_state_transition_allowed(JobState from, JobState to)
@@ -99,65 +97,8 @@ bool job_state_transition_allowed(JobState from, JobState to)
 
 bool job_error_is_transient(EspdfuErr e)
 {
-    switch (e) {
-    case ERR_USB_TRANSFER:
-    case ERR_USB_TIMEOUT:
-    case ERR_USB_STALL:
-    case ERR_USB_CLAIM:
-    case ERR_DFU_STATUS:
-    case ERR_DFU_STATE:
-    case ERR_DNBUSY_TIMEOUT:
-    case ERR_MANIFEST_TIMEOUT:
-        return true;
-    case ERR_OK:
-    case ERR_IMAGE_IO:
-    case ERR_IMAGE_NOT_REGULAR:
-    case ERR_IMAGE_EMPTY:
-    case ERR_IMAGE_TOO_LARGE:
-    case ERR_IMAGE_TRUNCATED:
-    case ERR_SUFFIX_LENGTH:
-    case ERR_SUFFIX_SIGNATURE:
-    case ERR_SUFFIX_VERSION:
-    case ERR_SUFFIX_VENDOR:
-    case ERR_CRC_MISMATCH:
-    case ERR_CPIO_MAGIC:
-    case ERR_CPIO_HEX:
-    case ERR_CPIO_NAMESIZE:
-    case ERR_CPIO_FILESIZE:
-    case ERR_CPIO_NAME:
-    case ERR_CPIO_MODE:
-    case ERR_CPIO_ALIGNMENT:
-    case ERR_CPIO_TRAILER:
-    case ERR_ARCHIVE_PADDING:
-    case ERR_CPIO_DUPLICATE:
-    case ERR_DFUINFO_MISSING:
-    case ERR_DFUINFO_SIZE:
-    case ERR_DFUINFO_COUNT:
-    case ERR_DFUINFO_NAME:
-    case ERR_MD5_MISMATCH:
-    case ERR_FLASH_PARAMS:
-    case ERR_ENTRY_OVERLAP:
-    case ERR_ENTRY_RANGE:
-    case ERR_PACK_INPUT:
-    case ERR_PACK_NAME:
-    case ERR_PACK_FLASH_SIZE:
-    case ERR_PACK_CHIP:
-    case ERR_PACK_ARGS:
-    case ERR_WRONG_CHIP:
-    case ERR_USB_OPEN:
-    case ERR_USB_NO_DFU:
-    case ERR_DISCONNECTED:
-    case ERR_DETACH:
-    case ERR_REPLUG_TIMEOUT:
-    case ERR_CANCELLED:
-    case ERR_JOB_TIMEOUT:
-    case ERR_NO_BOARD:
-    case ERR_INTERRUPTED:
-    case ERR_WAIT_TIMEOUT:
-    case _ERR_MAX:
-        break;
-    }
-    return false;
+    /* The retry class is a column of the error table, beside the name and errno. */
+    return espdfu_err_is_transient(e);
 }
 
 bool job_error_is_consequence(const ErrInfo *e, bool has_report, const DfuReport *r)
@@ -308,7 +249,8 @@ void job_end_attempt(Job *j, uint64_t now_realtime_usec, const ErrInfo *err,
         return;
     /* A clock stepped back must not make "finished" 0, which means "still runs". */
     a->finished_usec = now_realtime_usec ? now_realtime_usec : 1;
-    a->bytes = j->bytes_sent;
+    /* Progress comes throttled; a failure's report knows exactly how far the board got. */
+    a->bytes = report && report->offset > j->bytes_sent ? report->offset : j->bytes_sent;
     a->error = err && err->code != ERR_OK ? *err : (ErrInfo){.code = ERR_OK};
     a->has_report = report != NULL;
     a->report = report ? *report : (DfuReport){0};

@@ -65,7 +65,8 @@ bool job_state_transition_allowed(JobState from, JobState to);
 /*
  * Errors worth another attempt on the same plug: the USB link or the board's
  * flash hiccupped. A board that left, a wrong image, a missing DFU interface,
- * a cancel or a timeout are not: trying again cannot help.
+ * a cancel or a timeout are not: trying again cannot help. The set is a column
+ * of errcode.c's table (espdfu_err_is_transient()).
  */
 bool job_error_is_transient(EspdfuErr e);
 

@@ -42,20 +42,12 @@ struct WorkerPool {
     Worker workers[];
 };
 
-const char *worker_action_to_string(WorkerAction a)
-{
-    switch (a) {
-    case WORKER_DETACH:
-        return "detach";
-    case WORKER_DOWNLOAD:
-        return "download";
-    case WORKER_RESET:
-        return "reset";
-    case _WORKER_ACTION_MAX:
-        break;
-    }
-    return NULL;
-}
+static const char *const worker_action_table[] = {
+        [WORKER_DETACH] = "detach",
+        [WORKER_DOWNLOAD] = "download",
+        [WORKER_RESET] = "reset",
+};
+DEFINE_STRING_TABLE_TO_STRING(worker_action, WorkerAction, _WORKER_ACTION_MAX)
 
 /* Called with p->lock held. One eventfd write per drain is enough to wake the loop. */
 static void pool_signal(WorkerPool *p)

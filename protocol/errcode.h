@@ -7,10 +7,12 @@
  * The string names are part of the protocol and of scripts people write against
  * espdfuctl --json: never rename or reuse one, only append. Each code also has an
  * errno class, so a function can fail with `return err_set(e, CODE, ...)` and still
- * follow the negative-errno convention.
+ * follow the negative-errno convention, and a retry class. All three live in one
+ * table in errcode.c.
  */
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum EspdfuErr {
@@ -92,6 +94,11 @@ typedef struct ErrInfo {
 const char *espdfu_err_to_string(EspdfuErr e);
 EspdfuErr espdfu_err_from_string(const char *s); /* _ERR_MAX when unknown */
 int espdfu_err_errno(EspdfuErr e);               /* positive errno class */
+/*
+ * Worth another attempt on the same plug: the USB link or the board's flash
+ * hiccupped. False for ERR_OK and out of range.
+ */
+bool espdfu_err_is_transient(EspdfuErr e);
 
 /*
  * Fill *e (when not NULL) and return the negative errno class of the code, so

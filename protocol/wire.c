@@ -11,150 +11,72 @@
 
 #include "util.h"
 
+/* One row per method: its name, and whether only root or the daemon's group may call it. */
+static const struct {
+    const char *name;
+    bool changing;
+} wire_methods[] = {
+        [WIRE_METHOD_HELLO] = {"hello", false},     [WIRE_METHOD_STATUS] = {"status", false},
+        [WIRE_METHOD_DEVICES] = {"devices", false}, [WIRE_METHOD_JOBS] = {"jobs", false},
+        [WIRE_METHOD_JOB] = {"job", false},         [WIRE_METHOD_SUBSCRIBE] = {"subscribe", false},
+        [WIRE_METHOD_FLASH] = {"flash", true},      [WIRE_METHOD_CANCEL] = {"cancel", true},
+        [WIRE_METHOD_PAUSE] = {"pause", true},      [WIRE_METHOD_RESUME] = {"resume", true},
+        [WIRE_METHOD_RELOAD] = {"reload", true},    [WIRE_METHOD_HISTORY] = {"history", false},
+};
+
+_Static_assert(ELEMENTSOF(wire_methods) == _WIRE_METHOD_MAX,
+               "wire_methods[] needs one row per WireMethod");
+
 const char *wire_method_to_string(WireMethod m)
 {
-    switch (m) {
-    case WIRE_METHOD_HELLO:
-        return "hello";
-    case WIRE_METHOD_STATUS:
-        return "status";
-    case WIRE_METHOD_DEVICES:
-        return "devices";
-    case WIRE_METHOD_JOBS:
-        return "jobs";
-    case WIRE_METHOD_JOB:
-        return "job";
-    case WIRE_METHOD_SUBSCRIBE:
-        return "subscribe";
-    case WIRE_METHOD_FLASH:
-        return "flash";
-    case WIRE_METHOD_CANCEL:
-        return "cancel";
-    case WIRE_METHOD_PAUSE:
-        return "pause";
-    case WIRE_METHOD_RESUME:
-        return "resume";
-    case WIRE_METHOD_RELOAD:
-        return "reload";
-    case WIRE_METHOD_HISTORY:
-        return "history";
-    case _WIRE_METHOD_MAX:
-        break;
-    }
-    return NULL;
+    return (unsigned)m < ELEMENTSOF(wire_methods) ? wire_methods[m].name : NULL;
 }
 
 WireMethod wire_method_from_string(const char *s)
 {
-    for (WireMethod m = 0; m < _WIRE_METHOD_MAX; m++)
-        if (s && strcmp(s, wire_method_to_string(m)) == 0)
-            return m;
+    for (size_t m = 0; s && m < ELEMENTSOF(wire_methods); m++)
+        if (wire_methods[m].name && strcmp(wire_methods[m].name, s) == 0)
+            return (WireMethod)m;
     return _WIRE_METHOD_MAX;
 }
 
 bool wire_method_is_changing(WireMethod m)
 {
-    switch (m) {
-    case WIRE_METHOD_FLASH:
-    case WIRE_METHOD_CANCEL:
-    case WIRE_METHOD_PAUSE:
-    case WIRE_METHOD_RESUME:
-    case WIRE_METHOD_RELOAD:
-        return true;
-    case WIRE_METHOD_HELLO:
-    case WIRE_METHOD_STATUS:
-    case WIRE_METHOD_DEVICES:
-    case WIRE_METHOD_JOBS:
-    case WIRE_METHOD_JOB:
-    case WIRE_METHOD_SUBSCRIBE:
-    case WIRE_METHOD_HISTORY:
-    case _WIRE_METHOD_MAX:
-        break;
-    }
-    return false;
+    return (unsigned)m < ELEMENTSOF(wire_methods) && wire_methods[m].changing;
 }
 
-const char *wire_error_to_string(WireError e)
-{
-    switch (e) {
-    case WIRE_ERROR_BAD_REQUEST:
-        return "bad-request";
-    case WIRE_ERROR_TOO_LARGE:
-        return "too-large";
-    case WIRE_ERROR_UNKNOWN_METHOD:
-        return "unknown-method";
-    case WIRE_ERROR_PERMISSION_DENIED:
-        return "permission-denied";
-    case WIRE_ERROR_NOT_FOUND:
-        return "not-found";
-    case WIRE_ERROR_NO_IMAGE:
-        return "no-image";
-    case WIRE_ERROR_IMAGE_INVALID:
-        return "image-invalid";
-    case WIRE_ERROR_WRONG_CHIP:
-        return "wrong-chip";
-    case WIRE_ERROR_NO_TARGET:
-        return "no-target";
-    case WIRE_ERROR_QUEUE_FULL:
-        return "queue-full";
-    case WIRE_ERROR_CONFIG_INVALID:
-        return "config-invalid";
-    case WIRE_ERROR_SHUTTING_DOWN:
-        return "shutting-down";
-    case WIRE_ERROR_TOO_MANY_CONNECTIONS:
-        return "too-many-connections";
-    case WIRE_ERROR_INTERNAL:
-        return "internal";
-    case WIRE_ERROR_TIMEOUT:
-        return "timeout";
-    case _WIRE_ERROR_MAX:
-        break;
-    }
-    return NULL;
-}
+/* The stable error codes of docs/protocol.md. */
+static const char *const wire_error_table[] = {
+        [WIRE_ERROR_BAD_REQUEST] = "bad-request",
+        [WIRE_ERROR_TOO_LARGE] = "too-large",
+        [WIRE_ERROR_UNKNOWN_METHOD] = "unknown-method",
+        [WIRE_ERROR_PERMISSION_DENIED] = "permission-denied",
+        [WIRE_ERROR_NOT_FOUND] = "not-found",
+        [WIRE_ERROR_NO_IMAGE] = "no-image",
+        [WIRE_ERROR_IMAGE_INVALID] = "image-invalid",
+        [WIRE_ERROR_WRONG_CHIP] = "wrong-chip",
+        [WIRE_ERROR_NO_TARGET] = "no-target",
+        [WIRE_ERROR_QUEUE_FULL] = "queue-full",
+        [WIRE_ERROR_CONFIG_INVALID] = "config-invalid",
+        [WIRE_ERROR_SHUTTING_DOWN] = "shutting-down",
+        [WIRE_ERROR_TOO_MANY_CONNECTIONS] = "too-many-connections",
+        [WIRE_ERROR_INTERNAL] = "internal",
+        [WIRE_ERROR_TIMEOUT] = "timeout",
+};
+DEFINE_STRING_TABLE_LOOKUP(wire_error, WireError, _WIRE_ERROR_MAX)
 
-WireError wire_error_from_string(const char *s)
-{
-    for (WireError e = 0; e < _WIRE_ERROR_MAX; e++)
-        if (s && strcmp(s, wire_error_to_string(e)) == 0)
-            return e;
-    return _WIRE_ERROR_MAX;
-}
-
-const char *wire_event_to_string(WireEvent e)
-{
-    switch (e) {
-    case WIRE_EVENT_DEVICE_ADDED:
-        return "device.added";
-    case WIRE_EVENT_DEVICE_REMOVED:
-        return "device.removed";
-    case WIRE_EVENT_DEVICE_CHANGED:
-        return "device.changed";
-    case WIRE_EVENT_JOB_QUEUED:
-        return "job.queued";
-    case WIRE_EVENT_JOB_STARTED:
-        return "job.started";
-    case WIRE_EVENT_JOB_CHANGED:
-        return "job.changed";
-    case WIRE_EVENT_JOB_PROGRESS:
-        return "job.progress";
-    case WIRE_EVENT_JOB_FINISHED:
-        return "job.finished";
-    case WIRE_EVENT_DROPPED:
-        return "dropped";
-    case _WIRE_EVENT_MAX:
-        break;
-    }
-    return NULL;
-}
-
-WireEvent wire_event_from_string(const char *s)
-{
-    for (WireEvent e = 0; e < _WIRE_EVENT_MAX; e++)
-        if (s && strcmp(s, wire_event_to_string(e)) == 0)
-            return e;
-    return _WIRE_EVENT_MAX;
-}
+static const char *const wire_event_table[] = {
+        [WIRE_EVENT_DEVICE_ADDED] = "device.added",
+        [WIRE_EVENT_DEVICE_REMOVED] = "device.removed",
+        [WIRE_EVENT_DEVICE_CHANGED] = "device.changed",
+        [WIRE_EVENT_JOB_QUEUED] = "job.queued",
+        [WIRE_EVENT_JOB_STARTED] = "job.started",
+        [WIRE_EVENT_JOB_CHANGED] = "job.changed",
+        [WIRE_EVENT_JOB_PROGRESS] = "job.progress",
+        [WIRE_EVENT_JOB_FINISHED] = "job.finished",
+        [WIRE_EVENT_DROPPED] = "dropped",
+};
+DEFINE_STRING_TABLE_LOOKUP(wire_event, WireEvent, _WIRE_EVENT_MAX)
 
 bool wire_job_state_is_valid(const char *s)
 {

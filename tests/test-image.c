@@ -831,6 +831,57 @@ static void test_chips(void)
     CHECK(strcmp(chip_to_string(CHIP_UNKNOWN), "unknown") == 0);
 }
 
+/* errcode.c's table: every code has a row, and the names stay unique and round-trip. */
+static void test_error_codes(void)
+{
+    static const EspdfuErr transient[] = {
+            ERR_USB_TRANSFER, ERR_USB_TIMEOUT, ERR_USB_STALL,      ERR_USB_CLAIM,
+            ERR_DFU_STATUS,   ERR_DFU_STATE,   ERR_DNBUSY_TIMEOUT, ERR_MANIFEST_TIMEOUT,
+    };
+    unsigned n_transient = 0;
+
+    for (int e = 0; e < _ERR_MAX; e++) {
+        const char *name = espdfu_err_to_string((EspdfuErr)e);
+        bool want_transient = false;
+
+        CHECK(name && *name);
+        if (!name)
+            continue;
+        for (int f = 0; f < e; f++) {
+            const char *other = espdfu_err_to_string((EspdfuErr)f);
+
+            if (other && strcmp(other, name) == 0) {
+                fprintf(stderr, "error codes %d and %d are both \"%s\"\n", f, e, name);
+                failures++;
+            }
+        }
+        CHECK_EQ(espdfu_err_from_string(name), e);
+        if (e == ERR_OK)
+            CHECK_EQ(espdfu_err_errno((EspdfuErr)e), 0);
+        else
+            CHECK(espdfu_err_errno((EspdfuErr)e) > 0);
+        for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+            want_transient |= transient[i] == (EspdfuErr)e;
+        CHECK_EQ(espdfu_err_is_transient((EspdfuErr)e), want_transient);
+        n_transient += espdfu_err_is_transient((EspdfuErr)e);
+    }
+    CHECK_EQ(n_transient, sizeof(transient) / sizeof(transient[0]));
+    CHECK(espdfu_err_to_string(_ERR_MAX) == NULL);
+    CHECK(!espdfu_err_is_transient(_ERR_MAX));
+    CHECK_EQ(espdfu_err_from_string("no-such-error"), _ERR_MAX);
+    CHECK_EQ(espdfu_err_from_string(NULL), _ERR_MAX);
+    /* Names and errno classes are protocol: a few pinned, first, middle and last. */
+    CHECK(strcmp(espdfu_err_to_string(ERR_OK), "ok") == 0);
+    CHECK(strcmp(espdfu_err_to_string(ERR_CRC_MISMATCH), "crc-mismatch") == 0);
+    CHECK(strcmp(espdfu_err_to_string(ERR_USB_NO_DFU), "usb-no-dfu") == 0);
+    CHECK(strcmp(espdfu_err_to_string(ERR_WAIT_TIMEOUT), "wait-timeout") == 0);
+    CHECK_EQ(espdfu_err_errno(ERR_IMAGE_NOT_REGULAR), EISDIR);
+    CHECK_EQ(espdfu_err_errno(ERR_WRONG_CHIP), EMEDIUMTYPE);
+    CHECK_EQ(espdfu_err_errno(ERR_USB_STALL), EPIPE);
+    CHECK_EQ(espdfu_err_errno(ERR_NO_BOARD), ENXIO);
+    CHECK_EQ(err_set(NULL, ERR_CANCELLED, "x"), -ECANCELED);
+}
+
 static void test_numbers(void)
 {
     uint32_t v = 0;
@@ -880,6 +931,7 @@ int main(void)
 
     init_params();
     test_chips();
+    test_error_codes();
     test_numbers();
     test_golden1();
     test_golden2();

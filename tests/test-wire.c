@@ -80,6 +80,11 @@ static void test_enums(T *t)
     CHECK(wire_method_from_string("Status") == _WIRE_METHOD_MAX);
     CHECK(wire_method_from_string(NULL) == _WIRE_METHOD_MAX);
     CHECK(wire_method_to_string(_WIRE_METHOD_MAX) == NULL);
+    CHECK(wire_error_to_string(_WIRE_ERROR_MAX) == NULL);
+    CHECK(wire_event_to_string(_WIRE_EVENT_MAX) == NULL);
+    CHECK(wire_error_from_string("Internal") == _WIRE_ERROR_MAX);
+    CHECK(wire_event_from_string(NULL) == _WIRE_EVENT_MAX);
+    CHECK(!wire_method_is_changing(_WIRE_METHOD_MAX));
     CHECK_STREQ(wire_error_to_string(WIRE_ERROR_TOO_MANY_CONNECTIONS), "too-many-connections");
     CHECK_STREQ(wire_event_to_string(WIRE_EVENT_JOB_PROGRESS), "job.progress");
     CHECK(wire_method_is_changing(WIRE_METHOD_FLASH));
