@@ -20,7 +20,7 @@ target_link_options(espdfu-emu-shim PRIVATE -fno-sanitize=all)
 target_link_libraries(espdfu-emu-shim PRIVATE ${CMAKE_DL_LIBS})
 
 # The emulator library. dfu-model.c (the ROM's DFU state machine) needs
-# daemon/dfu.h for its enums and image_check_archive() from espdfu-core.
+# dfu/dfu.h for its enums and image_check_archive() from espdfu-core.
 add_library(espdfu-emu-lib STATIC
   emu/emu.c
   emu/emu-config.c
@@ -33,7 +33,7 @@ add_library(espdfu-emu-lib STATIC
   emu/dfu-model.c
 )
 target_include_directories(espdfu-emu-lib PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/emu
-                           PRIVATE ${CMAKE_SOURCE_DIR}/daemon)
+                           PRIVATE ${CMAKE_SOURCE_DIR}/dfu)
 target_link_libraries(espdfu-emu-lib PUBLIC espdfu-core PkgConfig::UMOCKDEV PkgConfig::GLIB
                       PkgConfig::JSONC)
 target_compile_definitions(espdfu-emu-lib PRIVATE

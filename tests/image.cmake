@@ -1,4 +1,4 @@
-# The dfu.bin module (protocol/image*.c) and espdfuctl's offline commands.
+# The dfu.bin module (image/image*.c) and espdfuctl's offline commands.
 
 # Unit tests: parse, validate, pack; links only the core library.
 espdfu_unit_test(test-image SOURCES test-image.c LIBS espdfu-core)

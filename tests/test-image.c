@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests of the dfu.bin module (protocol/image.c, image-pack.c): the two
+ * Unit tests of the dfu.bin module (image/image.c, image-pack.c): the two
  * golden images ESP-IDF's own tests keep (tests/fixtures/mkdfu), a packer
  * round trip, and one corruption per error code, each asserting the code, the
  * errno class, a message that says where, and an untouched *ret.

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The engine through the real libusb and libudev: the real espdfu-flash
- * binary (daemon/flash-tool.c) against emulated boards (tests/emu/).
+ * binary (dfu/flash-tool.c) against emulated boards (tests/emu/).
  *
  *   test-usb-flash CASE      one CTest test per case, see main()
  *
