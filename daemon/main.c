@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "manager.h"
+#include "server-methods.h"
 #include "server.h"
 #include "timeutil.h"
 #include "usb.h"
@@ -225,6 +226,7 @@ static int run(const Options *o, Config *config, ImageCache *cache)
     sd_event *e = NULL;
     Manager *m = NULL;
     Server *server = NULL;
+    Methods *methods = NULL;
     int r;
 
     r = sd_event_default(&e);
@@ -241,13 +243,17 @@ static int run(const Options *o, Config *config, ImageCache *cache)
     /* The socket first: manager_start() sends READY=1, and a client that starts
      * after READY must find it listening. */
     if (r >= 0)
-        r = server_new(e, m, &server);
+        r = methods_new(e, m, &methods);
+    if (r >= 0)
+        r = server_new(e, m, &methods->table, &server);
     if (r >= 0)
         r = manager_start(m);
     if (r >= 0)
         r = sd_event_loop(e);
     /* Clients go before the manager: the server is subscribed to it. */
     server = server_free(server);
+    /* Calls still under way (an image being read) are answered to nobody. */
+    methods = methods_free(methods);
     /* Every job's last state reaches jobs.db before anything else can hang. */
     if (m)
         manager_close_store(m, MANAGER_STORE_CLOSE_USEC);

@@ -36,6 +36,8 @@ struct Manager {
     bool config_optional;
     char *override_socket, *override_state_dir;
     unsigned override_workers;
+    WorkerRunFn worker_run; /* NULL: the USB implementation */
+    bool no_udev;
 
     Config *config;
     ImageCache *images;
@@ -71,6 +73,8 @@ void manager_emit(Manager *m, ManagerEvent ev, const Device *d, const Job *j);
 void manager_update_status(Manager *m);
 /* Within the window after our reset, where leaving and returning is the same plug. */
 bool manager_device_expects_replug(const Device *d);
+/* d is away and expected back within replug-timeout-ms: until then it is the same plug. */
+void manager_device_linger(Manager *m, Device *d);
 
 /* manager-job.c */
 typedef struct JobSpec {
@@ -115,6 +119,8 @@ void manager_job_end(Manager *m, Job *j, JobState state, const ErrInfo *err,
                      const DfuReport *report);
 void manager_job_finish(Manager *m, Job *j, JobState state, EspdfuErr code, const char *fmt, ...)
         __attribute__((format(printf, 5, 6)));
+/* What a plug shows once its last job (NULL: none known) is over. */
+DevicePlug manager_plug_after(const Job *j);
 /* Every live job ends as state (cancelled, interrupted) for why. */
 void manager_end_all(Manager *m, JobState state, const char *why);
 void manager_auto_flash_all(Manager *m);

@@ -757,10 +757,26 @@ static void job_after(Manager *m, Job *j, Device *d)
     }
 }
 
+DevicePlug manager_plug_after(const Job *j)
+{
+    if (!j)
+        return DEVICE_PLUG_IDLE;
+    return j->state == JOB_SUCCEEDED ? DEVICE_PLUG_FLASHED
+           : j->state == JOB_FAILED  ? DEVICE_PLUG_FAILED
+                                     : DEVICE_PLUG_IDLE;
+}
+
 static void device_after_job(Manager *m, Job *j, Device *d)
 {
     if (!d || d->last_job != j->id)
         return;
+    if (!d->present && !manager_device_expects_replug(d) && j->error.code != ERR_REPLUG_TIMEOUT &&
+        !m->stopping) {
+        /* Its job ended (cancelled, timed out) while it re-enumerates after the detach:
+         * back within the replug timeout, it is still this plug, not flashed again. */
+        manager_device_linger(m, d);
+        return;
+    }
     if (!d->present && !manager_device_expects_replug(d)) {
         /* It left during the detach and never came back. */
         manager_store_plug(m, d, now_usec(CLOCK_REALTIME));
@@ -769,9 +785,7 @@ static void device_after_job(Manager *m, Job *j, Device *d)
         device_table_remove(m->devices, d);
         return;
     }
-    d->plug = j->state == JOB_SUCCEEDED ? DEVICE_PLUG_FLASHED
-              : j->state == JOB_FAILED  ? DEVICE_PLUG_FAILED
-                                        : DEVICE_PLUG_IDLE;
+    d->plug = manager_plug_after(j);
     manager_emit(m, MANAGER_EVENT_DEVICE_CHANGED, d, NULL);
 }
 

@@ -144,6 +144,8 @@ int manager_new(sd_event *e, const ManagerOptions *o, Config *config, ImageCache
     m->next_job_id = 1;
     m->config_optional = o->config_optional;
     m->override_workers = o->overrides.workers;
+    m->worker_run = o->worker_run;
+    m->no_udev = o->no_udev;
     if (strdup_or_null(o->config_path, &m->config_path) < 0 ||
         strdup_or_null(o->overrides.socket_path, &m->override_socket) < 0 ||
         strdup_or_null(o->overrides.state_dir, &m->override_state_dir) < 0)
@@ -174,7 +176,7 @@ static int manager_start_boards(Manager *m)
 {
     int r;
 
-    r = worker_pool_new(m->config->workers, NULL, &m->pool);
+    r = worker_pool_new(m->config->workers, m->worker_run, &m->pool);
     if (r < 0)
         return log_errno(LOG_ERR, r, "cannot start %u workers", m->config->workers);
     r = sd_event_add_io(m->event, &m->pool_source, worker_pool_fd(m->pool), EPOLLIN,
@@ -182,6 +184,8 @@ static int manager_start_boards(Manager *m)
     if (r < 0)
         return log_errno(LOG_ERR, r, "cannot watch the worker pool");
     (void)sd_event_source_set_description(m->pool_source, "worker-results");
+    if (m->no_udev)
+        return 0; /* boards come through manager_device_event() */
     /* Listening before enumerating: a board plugged in between is not missed. */
     r = monitor_new(m->event, on_uevent, m, &m->monitor);
     if (r < 0)
@@ -497,6 +501,18 @@ static int on_linger_timeout(sd_event_source *s, uint64_t usec, void *userdata)
     return 0;
 }
 
+void manager_device_linger(Manager *m, Device *d)
+{
+    uint64_t usec = (uint64_t)m->config->replug_timeout_ms * USEC_PER_MSEC;
+
+    if (!manager_device_expects_replug(d))
+        d->replug_deadline_usec = now_usec(CLOCK_MONOTONIC) + usec;
+    d->linger = sd_event_source_disable_unref(d->linger);
+    if (sd_event_add_time_relative(m->event, &d->linger, CLOCK_MONOTONIC, usec, 0,
+                                   on_linger_timeout, m) < 0)
+        device_forget(m, d);
+}
+
 /* A job whose detach is under way owns the leave-and-return of its board. */
 static Job *job_replugging(Manager *m, const char *path)
 {
@@ -526,10 +542,7 @@ static void board_left(Manager *m, const char *path)
         return board_gone_for_now(m, d);
     if (manager_device_expects_replug(d)) {
         board_gone_for_now(m, d);
-        if (sd_event_add_time_relative(m->event, &d->linger, CLOCK_MONOTONIC,
-                                       (uint64_t)m->config->replug_timeout_ms * USEC_PER_MSEC, 0,
-                                       on_linger_timeout, m) < 0)
-            device_forget(m, d);
+        manager_device_linger(m, d);
         return;
     }
     /* The plug is over: its jobs learn it before the board leaves the table. */
@@ -555,10 +568,12 @@ static void board_returned(Manager *m, Device *d, const DeviceInfo *info)
         log_debug("[%s] board back in %s mode", info->path, device_mode_to_string(info->mode));
         manager_job_board_returned(m, j);
     } else {
-        /* Back after our reset, still a DFU board: the same plug, not flashed again. */
+        /* Back after our reset (or a detach whose job ended meanwhile): the same plug, not
+         * flashed again, and what its last job left it as, not "replugging" any more. */
         d->replug_deadline_usec = 0;
-        log_info("[%s] board came back after the reset in %s mode; same plug, not flashed again",
-                 info->path, device_mode_to_string(info->mode));
+        d->plug = manager_plug_after(manager_get_job(m, d->last_job));
+        log_info("[%s] board came back in %s mode; same plug, not flashed again", info->path,
+                 device_mode_to_string(info->mode));
     }
     manager_emit(m, MANAGER_EVENT_DEVICE_CHANGED, d, NULL);
 }
@@ -669,6 +684,10 @@ static void manager_rescan(Manager *m)
     Device *d;
     int r;
 
+    if (!m->monitor) {
+        log_warning("device events were lost, and without a udev monitor nothing can rescan");
+        return;
+    }
     log_warning("udev events were lost (receive buffer overflow): rescanning the USB devices");
     for (d = device_table_next(m->devices, NULL); d; d = device_table_next(m->devices, d))
         d->unconfirmed = d->present;
@@ -689,37 +708,58 @@ static void manager_rescan(Manager *m)
         board_left(m, gone[i]);
 }
 
-static void on_uevent(void *userdata, MonitorAction action, struct udev_device *ud)
+void manager_device_event(Manager *m, ManagerDeviceEvent ev, const DeviceInfo *info)
 {
-    Manager *m = userdata;
-    const char *path;
-    DeviceInfo info;
-    int r;
-
-    if (action == MONITOR_LOST) {
-        manager_rescan(m);
-        manager_pump(m);
-        manager_update_status(m);
-        return;
-    }
-    path = udev_device_get_sysname(ud);
-    if (!path)
-        return;
-    if (action == MONITOR_REMOVE)
-        board_left(m, path);
-    else {
-        r = device_info_from_udev(ud, accept_pid, m, &info);
-        if (r == -ENODEV)
-            /* Not one of ours (any more): on a port we track, the board became
-             * something else, e.g. the application after a reset. */
-            board_left(m, path);
-        else if (r < 0)
-            log_errno(LOG_WARNING, r, "[%s] cannot read this board's attributes", path);
+    switch (ev) {
+    case MANAGER_DEVICE_ADDED:
+    case MANAGER_DEVICE_CHANGED:
+        /* Not one of ours (any more): on a port we track, the board became something
+         * else, e.g. the application after a reset. */
+        if (!config_accepts_board(m->config, info->vid, info->pid))
+            board_left(m, info->path);
         else
-            board_arrived(m, &info);
+            board_arrived(m, info);
+        break;
+    case MANAGER_DEVICE_REMOVED:
+        board_left(m, info->path);
+        break;
+    case MANAGER_DEVICE_LOST:
+        manager_rescan(m);
+        break;
+    case _MANAGER_DEVICE_EVENT_MAX:
+        return;
     }
     manager_pump(m);
     manager_update_status(m);
+}
+
+static void on_uevent(void *userdata, MonitorAction action, struct udev_device *ud)
+{
+    Manager *m = userdata;
+    DeviceInfo info = {};
+    const char *path;
+    int r;
+
+    if (action == MONITOR_LOST)
+        return manager_device_event(m, MANAGER_DEVICE_LOST, NULL);
+    path = udev_device_get_sysname(ud);
+    if (!path || strlen(path) >= sizeof(info.path))
+        return;
+    if (action == MONITOR_REMOVE) {
+        snprintf(info.path, sizeof(info.path), "%s", path);
+        return manager_device_event(m, MANAGER_DEVICE_REMOVED, &info);
+    }
+    r = device_info_from_udev(ud, accept_pid, m, &info);
+    if (r == -ENODEV) {
+        /* Not one of ours (any more): the same as its removal. */
+        snprintf(info.path, sizeof(info.path), "%s", path);
+        return manager_device_event(m, MANAGER_DEVICE_REMOVED, &info);
+    }
+    if (r < 0) {
+        log_errno(LOG_WARNING, r, "[%s] cannot read this board's attributes", path);
+        return;
+    }
+    manager_device_event(m, MANAGER_DEVICE_ADDED, &info);
 }
 
 /* ---- configuration ---- */

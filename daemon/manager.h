@@ -23,6 +23,7 @@
 #include "devices.h"
 #include "image-cache.h"
 #include "job.h"
+#include "worker.h"
 
 #define MANAGER_SUBSCRIBERS_MAX   64u
 #define MANAGER_HISTORY_MAX       256u /* finished jobs kept in memory */
@@ -54,6 +55,12 @@ typedef struct ManagerOptions {
     const char *config_path; /* re-read on reload; NULL: built-in defaults only */
     bool config_optional;    /* a missing file means defaults (the default path) */
     ConfigOverrides overrides;
+    /*
+     * The seams, as BlueZ's mgmt_new(fd) takes its transport: zero means the real
+     * thing, so tests/test-manager.c drives the core on a real loop with fakes.
+     */
+    WorkerRunFn worker_run; /* one request on a worker thread; NULL: the USB implementation */
+    bool no_udev; /* no udev monitor and no coldplug: boards come from manager_device_event() */
 } ManagerOptions;
 
 typedef struct ManagerStats {
@@ -87,6 +94,23 @@ void manager_shutdown(Manager *m);
  * manager must then not be freed (they use its jobs' memory). */
 int manager_stop_workers(Manager *m, uint64_t timeout_usec);
 Manager *manager_free(Manager *m);
+
+/* What happened to a board: the udev monitor's uevents, or whatever replaced it (no_udev). */
+typedef enum ManagerDeviceEvent {
+    MANAGER_DEVICE_ADDED,   /* add or bind, or found at coldplug */
+    MANAGER_DEVICE_CHANGED, /* change: handled as added (a known enumeration is updated) */
+    MANAGER_DEVICE_REMOVED, /* only info->path is read */
+    MANAGER_DEVICE_LOST,    /* events were lost: rescan through the udev monitor; info NULL */
+    _MANAGER_DEVICE_EVENT_MAX,
+} ManagerDeviceEvent;
+
+/*
+ * The one way boards come and go. Added or changed with a VID:PID the
+ * configuration does not accept is a removal of that port (the board became
+ * something else, e.g. the application after a reset). Without a udev monitor
+ * (no_udev), MANAGER_DEVICE_LOST is ignored: the caller knows what is there.
+ */
+void manager_device_event(Manager *m, ManagerDeviceEvent ev, const DeviceInfo *info);
 
 /* ---- the control-socket API ---- */
 

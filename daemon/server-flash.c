@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The flash method (docs/protocol.md, "flash"): the image arrives as an fd,
- * is validated completely and checked against every target's chip before
- * anything is queued. All or nothing.
+ * is read and validated completely on a loader thread, and checked against
+ * every target's chip before anything is queued; the jobs are recorded by the
+ * store before the answer. All or nothing. The call is answered later.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -12,9 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "image-loader.h"
 #include "log.h"
-#include "server-internal.h"
+#include "server-methods.h"
 #include "timeutil.h"
 #include "util.h"
 
@@ -29,33 +29,30 @@ static void targets_done(Targets *t)
 }
 
 /* The chip every target must have: chip= when given (it must match the image). */
-static int check_chip(Client *c, const WireRequest *req, const Image *img)
+static int check_chip(const WireRequest *req, const Image *img, ServerReply *reply)
 {
     Chip want = req->flash.chip;
 
     if (want == CHIP_UNKNOWN || img->pid == 0xffffu || want == img->chip)
         return 0;
-    client_send_error(c, &req->id, WIRE_ERROR_WRONG_CHIP, NULL,
-                      "the image is for %s (PID 0x%04x), not %s", chip_to_string(img->chip),
-                      img->pid, chip_to_string(want));
-    return -EINVAL;
+    return server_reply_error(reply, WIRE_ERROR_WRONG_CHIP, NULL,
+                              "the image is for %s (PID 0x%04x), not %s", chip_to_string(img->chip),
+                              img->pid, chip_to_string(want));
 }
 
 /* Each present board on an explicit path must take the image; empty ports may wait. */
-static int check_paths(Client *c, const WireRequest *req, const Image *img)
+static int check_paths(Manager *m, const WireRequest *req, const Image *img, ServerReply *reply)
 {
-    Manager *m = c->server->manager;
-
     for (size_t i = 0; i < req->flash.n_paths; i++) {
         const Device *d = manager_get_device(m, req->flash.paths[i]);
 
         if (!d || image_matches_device(img, d->info.vid, d->info.pid))
             continue;
-        client_send_error(c, &req->id, WIRE_ERROR_WRONG_CHIP, NULL,
-                          "the image is for %s (PID 0x%04x); the board on %s is %s (PID 0x%04x)",
-                          chip_to_string(img->chip), img->pid, d->info.path,
-                          chip_to_string(d->info.chip), d->info.pid);
-        return -EINVAL;
+        return server_reply_error(
+                reply, WIRE_ERROR_WRONG_CHIP, NULL,
+                "the image is for %s (PID 0x%04x); the board on %s is %s (PID 0x%04x)",
+                chip_to_string(img->chip), img->pid, d->info.path, chip_to_string(d->info.chip),
+                d->info.pid);
     }
     return 0;
 }
@@ -81,17 +78,19 @@ static int select_all(Manager *m, const WireRequest *req, const Image *img, Targ
     return 0;
 }
 
-static int select_targets(Client *c, const WireRequest *req, const Image *img, Targets *t)
+/* 0 and the targets, SERVER_REPLY_ERROR (the reply says why), or -ENOMEM. */
+static int select_targets(Manager *m, const WireRequest *req, const Image *img, Targets *t,
+                          ServerReply *reply)
 {
     int r;
 
     if (req->flash.all) {
-        r = select_all(c->server->manager, req, img, t);
+        r = select_all(m, req, img, t);
         if (r < 0)
             return r;
     } else if (req->flash.paths) {
-        r = check_paths(c, req, img);
-        if (r < 0)
+        r = check_paths(m, req, img, reply);
+        if (r != 0)
             return r;
         t->paths = calloc(req->flash.n_paths + 1, sizeof(char *));
         if (!t->paths)
@@ -99,12 +98,10 @@ static int select_targets(Client *c, const WireRequest *req, const Image *img, T
         for (size_t i = 0; i < req->flash.n_paths; i++)
             t->paths[t->n++] = req->flash.paths[i];
     }
-    if (t->n == 0) {
-        client_send_error(c, &req->id, WIRE_ERROR_NO_TARGET, NULL, "%s",
-                          req->flash.all ? "no board present takes this image"
-                                         : "flash needs \"paths\" or \"all\"");
-        return -EINVAL;
-    }
+    if (t->n == 0)
+        return server_reply_error(reply, WIRE_ERROR_NO_TARGET, NULL, "%s",
+                                  req->flash.all ? "no board present takes this image"
+                                                 : "flash needs \"paths\" or \"all\"");
     return 0;
 }
 
@@ -141,25 +138,21 @@ static json_object *flash_result(const uint64_t *ids, size_t n, const CachedImag
     return o;
 }
 
-static void reply_flash_error(Client *c, const WireRequest *req, int r)
+/* manager_flash()'s refusals as protocol errors; -errno for the rest. */
+static int flash_error(int r, ServerReply *reply)
 {
     switch (r) {
     case -ENOSPC:
-        client_send_error(c, &req->id, WIRE_ERROR_QUEUE_FULL, NULL, "the job table is full");
-        break;
+        return server_reply_error(reply, WIRE_ERROR_QUEUE_FULL, NULL, "the job table is full");
     case -ESHUTDOWN:
-        client_send_error(c, &req->id, WIRE_ERROR_SHUTTING_DOWN, NULL, "espdfud is stopping");
-        break;
+        return server_reply_error(reply, WIRE_ERROR_SHUTTING_DOWN, NULL, "espdfud is stopping");
     case -EINVAL:
-        client_send_error(c, &req->id, WIRE_ERROR_BAD_REQUEST, NULL, "a path is not a port path");
-        break;
+        return server_reply_error(reply, WIRE_ERROR_BAD_REQUEST, NULL, "a path is not a port path");
     case -EIO:
-        client_send_error(c, &req->id, WIRE_ERROR_INTERNAL, NULL,
-                          "the job store is not open: no job can be recorded (see status)");
-        break;
+        return server_reply_error(reply, WIRE_ERROR_INTERNAL, NULL,
+                                  "the job store is not open: no job can be recorded (see status)");
     default:
-        log_errno(LOG_ERR, r, "flash for client %" PRIu64 " failed", c->serial);
-        client_send_error(c, &req->id, WIRE_ERROR_INTERNAL, NULL, "flash failed: %s", strerror(-r));
+        return r;
     }
 }
 
@@ -168,18 +161,17 @@ static void reply_flash_error(Client *c, const WireRequest *req, int r)
  * are being recorded by the store. The request is kept (moved out of the line).
  */
 typedef struct FlashAsk {
+    Methods *methods;
     ServerCall *call;
     WireRequest req;
     CachedImage *image;
     char name[256];
-    uid_t uid;
-    pid_t pid;
 } FlashAsk;
 
-/* The answer is out (or nobody waits for it): the client's next lines go on. */
-static void flash_ask_end(FlashAsk *a)
+/* The one answer; the client's next lines go on. */
+static void flash_answer(FlashAsk *a, int r, ServerReply *reply)
 {
-    server_call_end(a->call);
+    server_call_reply(a->call, r, reply);
     cached_image_unref(a->image);
     wire_request_done(&a->req);
     free(a);
@@ -190,111 +182,97 @@ static void on_flash_recorded(void *userdata, int r, const char *message, const 
                               size_t n)
 {
     FlashAsk *a = userdata;
-    Client *c = a->call->client;
+    const ServerPeer *p = server_call_peer(a->call);
+    ServerReply reply = {};
 
-    if (r >= 0)
+    if (r >= 0) {
         log_info("flash of %s (%s) on %zu port%s queued by uid %u (pid %d)", a->name,
-                 a->image->sha256_hex, n, n == 1 ? "" : "s", (unsigned)a->uid, (int)a->pid);
-    if (c && r >= 0)
-        client_send_result(c, &a->call->id, flash_result(ids, n, a->image));
-    else if (c)
-        client_send_error(c, &a->call->id,
-                          r == -EAGAIN || r == -ENOSPC ? WIRE_ERROR_QUEUE_FULL
-                                                       : WIRE_ERROR_INTERNAL,
-                          NULL, "the jobs could not be recorded, none is queued: %s", message);
-    flash_ask_end(a);
+                 a->image->sha256_hex, n, n == 1 ? "" : "s", (unsigned)p->uid, (int)p->pid);
+        reply.result = flash_result(ids, n, a->image);
+        r = reply.result ? 0 : -ENOMEM;
+    } else
+        r = server_reply_error(
+                &reply, r == -EAGAIN || r == -ENOSPC ? WIRE_ERROR_QUEUE_FULL : WIRE_ERROR_INTERNAL,
+                NULL, "the jobs could not be recorded, none is queued: %s", message);
+    flash_answer(a, r, &reply);
 }
 
-/* Validated image and targets in hand: cache it and queue every job, or none. */
-static void queue_jobs(Client *c, FlashAsk *a, Image **img, const Targets *t)
+/* The image is read and valid: check it against the targets, then queue every job, or none. */
+static int flash_image(FlashAsk *a, Image **img, ServerReply *reply)
 {
-    Manager *m = c->server->manager;
+    Manager *m = a->methods->manager;
+    _cleanup_(targets_done) Targets t = {};
     ManagerFlashOptions o = {
             .retries = a->req.flash.retries,
             .timeout_s = a->req.flash.timeout_s,
     };
     int r;
 
+    r = check_chip(&a->req, *img, reply);
+    if (r == 0)
+        r = select_targets(m, &a->req, *img, &t, reply);
+    if (r != 0)
+        return r;
     r = manager_add_image(m, img, &a->image);
     /* The answer waits for the store: no id is given before its row is committed. */
     if (r >= 0)
-        r = manager_flash(m, t->paths, t->n, a->image, a->name, &o, on_flash_recorded, a);
-    if (r < 0) {
-        reply_flash_error(c, &a->req, r);
-        flash_ask_end(a);
-    }
+        r = manager_flash(m, t.paths, t.n, a->image, a->name, &o, on_flash_recorded, a);
+    return r < 0 ? flash_error(r, reply) : SERVER_REPLY_LATER;
 }
 
 /* The loader thread has read and validated the image, or gave up. */
 static void on_image_loaded(void *userdata, int r, Image **loaded, const ErrInfo *err)
 {
     FlashAsk *a = userdata;
-    Client *c = a->call->client;
     _cleanup_(image_freep) Image *img = loaded ? TAKE_PTR(*loaded) : NULL;
-    _cleanup_(targets_done) Targets t = {};
+    ServerReply reply = {};
 
-    if (!c)
-        return flash_ask_end(a);
-    if (r == -ECANCELED) {
-        client_send_error(c, &a->req.id, WIRE_ERROR_SHUTTING_DOWN, NULL, "espdfud is stopping");
-        return flash_ask_end(a);
-    }
-    if (r < 0) {
-        peer_log(c, LOG_NOTICE, "flash of %s refused: %s", a->name, err->message);
-        client_send_error(c, &a->req.id, WIRE_ERROR_IMAGE_INVALID, espdfu_err_to_string(err->code),
-                          "%s: %s", a->name, err->message);
-        return flash_ask_end(a);
-    }
-    if (check_chip(c, &a->req, img) < 0)
-        return flash_ask_end(a);
-    r = select_targets(c, &a->req, img, &t);
-    if (r == -ENOMEM)
-        reply_flash_error(c, &a->req, r);
-    if (r < 0)
-        return flash_ask_end(a);
-    queue_jobs(c, a, &img, &t);
+    if (r == -ECANCELED)
+        r = server_reply_error(&reply, WIRE_ERROR_SHUTTING_DOWN, NULL, "espdfud is stopping");
+    else if (r < 0) {
+        server_call_log(a->call, LOG_NOTICE, "flash of %s refused: %s", a->name, err->message);
+        r = server_reply_error(&reply, WIRE_ERROR_IMAGE_INVALID, espdfu_err_to_string(err->code),
+                               "%s: %s", a->name, err->message);
+    } else if (!server_call_connected(a->call))
+        r = -ENOTCONN; /* nobody waits: nothing is queued */
+    else
+        r = flash_image(a, &img, &reply);
+    if (r != SERVER_REPLY_LATER)
+        flash_answer(a, r, &reply);
 }
 
-void server_flash(Client *c, WireRequest *req, int fd)
+int method_flash(void *userdata, ServerCall *call, WireRequest *req, int fd, ServerReply *reply)
 {
     _cleanup_close_ int image_fd = fd;
-    const Config *config = manager_get_config(c->server->manager);
+    Methods *x = userdata;
+    const Config *config = manager_get_config(x->manager);
     FlashAsk *a;
     int r;
 
-    if (image_fd < 0) {
-        client_send_error(c, &req->id, WIRE_ERROR_NO_IMAGE, NULL,
-                          "flash needs the image as a file descriptor (SCM_RIGHTS)");
-        return;
-    }
+    if (image_fd < 0)
+        return server_reply_error(reply, WIRE_ERROR_NO_IMAGE, NULL,
+                                  "flash needs the image as a file descriptor (SCM_RIGHTS)");
     a = calloc(1, sizeof(*a));
     if (!a)
-        return reply_flash_error(c, req, -ENOMEM);
+        return -ENOMEM;
+    a->methods = x;
+    a->call = call;
     if (req->flash.name)
         snprintf(a->name, sizeof(a->name), "%s", req->flash.name);
     else
         default_name(image_fd, a->name, sizeof(a->name));
-    a->uid = c->uid;
-    a->pid = c->pid;
-    a->call = server_call_begin(c, &req->id);
-    if (!a->call) {
-        free(a);
-        return reply_flash_error(c, req, -ENOMEM);
-    }
-    wire_request_move(&a->req, req);
     /* Read and hashed on a thread: a file that blocks or a huge image never stops the loop. */
-    r = image_loader_load(c->server->images, TAKE_FD(image_fd),
+    r = image_loader_load(x->images, TAKE_FD(image_fd),
                           (uint64_t)config->image_timeout_s * USEC_PER_SEC, on_image_loaded, a,
                           NULL);
     if (r < 0) {
-        if (r == -EBUSY)
-            client_send_error(c, &a->req.id, WIRE_ERROR_INTERNAL, NULL,
-                              "%u images are being read already; try again later",
-                              IMAGE_LOADER_MAX);
-        else
-            reply_flash_error(c, &a->req, r);
-        server_call_cancel(a->call);
-        wire_request_done(&a->req);
         free(a);
+        if (r == -EBUSY)
+            return server_reply_error(reply, WIRE_ERROR_INTERNAL, NULL,
+                                      "%u images are being read already; try again later",
+                                      IMAGE_LOADER_MAX);
+        return r;
     }
+    wire_request_move(&a->req, req);
+    return SERVER_REPLY_LATER;
 }

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "job-json.h"
+#include "server-json.h"
 #include "server.h"
 #include "wire.h"
 
@@ -80,8 +81,7 @@ struct Server {
     bool activated;   /* the socket came from systemd: never unlink it */
     char *bound_path; /* the path we bound and will unlink */
     sd_event_source *listen_source, *reaper;
-    sd_event_source *turns;     /* serves one line of each ready client per dispatch */
-    struct ImageLoader *images; /* client images are read and checked on its threads */
+    sd_event_source *turns; /* serves one line of each ready client per dispatch */
     PeerLog peer_logs[SERVER_PEER_LOG_SLOTS];
     char *group;       /* group= */
     bool group_exists; /* else only root may change things */
@@ -93,7 +93,7 @@ struct Server {
     size_t n_subscribers;
     bool manager_subscribed;
     ProgressSlot progress[SERVER_PROGRESS_SLOTS];
-    uint64_t started_usec; /* CLOCK_MONOTONIC, for uptime */
+    const ServerMethods *methods; /* the handlers: the transport knows no method */
 };
 
 /* server.c */
@@ -110,31 +110,17 @@ void client_send_error(Client *c, const WireId *id, WireError code, const char *
 void client_send_result(Client *c, const WireId *id, json_object *result); /* takes result */
 
 /*
- * A request whose answer comes later (from the store's thread): the client
- * reads no further request until server_call_end(), so replies stay in
- * request order and one client holds at most one call.
+ * A request under way (server.h): the client reads no further request until
+ * it is answered, so replies stay in request order and one client holds at
+ * most one call.
  */
-typedef struct ServerCall {
+struct ServerCall {
     Client *client; /* NULL once the client is gone */
+    ServerPeer peer;
     WireId id;
-    void *data; /* the handler's, freed by it */
-} ServerCall;
-
-ServerCall *server_call_begin(Client *c, const WireId *id);
-/* Free the call and go on with the client's next lines, if it is still there. */
-void server_call_end(ServerCall *call);
-/* Drop a call that never left the handler (it answers itself, synchronously). */
-void server_call_cancel(ServerCall *call);
+    WireMethod method;
+};
 
 /* server-events.c */
 int server_subscribe(Server *s, Client *c);
 void server_on_manager_event(void *userdata, ManagerEvent ev, const Device *d, const Job *j);
-
-/* server-methods.c: answer one parsed request; fd (or -1) is taken. */
-void server_dispatch(Client *c, WireRequest *req, int fd);
-
-/* server-flash.c: the flash method; fd (or -1) is taken. */
-void server_flash(Client *c, WireRequest *req, int fd);
-
-/* server-json.c: NULL on allocation failure (Job: job-json.h). */
-json_object *device_to_json(Manager *m, const Device *d);

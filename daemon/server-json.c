@@ -3,7 +3,9 @@
  * Device as the protocol shows it (docs/protocol.md, "Objects"); Job is in
  * job-json.c, shared with the history store.
  */
-#include "server-internal.h"
+#include "server-json.h"
+
+#include "job-json.h"
 
 json_object *device_to_json(Manager *m, const Device *d)
 {

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One small handler per method (docs/protocol.md, "Methods"), reached through
- * a table. The request is already parsed and checked by the wire codec; a
- * handler only asks the manager and answers.
+ * One small handler per method (docs/protocol.md, "Methods"), in the table
+ * the transport is given (server.h). The request is already parsed, checked
+ * and allowed; a handler only asks the manager, the store or a loader and
+ * returns its answer, or keeps the call and answers it later.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -11,8 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "job-json.h"
 #include "log.h"
-#include "server-internal.h"
+#include "server-json.h"
+#include "server-methods.h"
 #include "store.h"
 #include "timeutil.h"
 #include "util.h"
@@ -20,8 +24,6 @@
 #ifndef ESPDFUD_VERSION
 #define ESPDFUD_VERSION "0.1.0"
 #endif
-
-typedef void (*Handler)(Client *c, WireRequest *req, int fd);
 
 /* json-c's add takes the value even on failure: one call, one reference. */
 static bool put(json_object *o, const char *key, json_object *v)
@@ -38,15 +40,16 @@ static json_object *one(const char *key, json_object *v)
     return o;
 }
 
-static void reply_internal(Client *c, const WireId *id, int r, const char *what)
+/* The answer is result (taken); -ENOMEM when building it failed. */
+static int answer(ServerReply *reply, json_object *result)
 {
-    log_errno(LOG_ERR, r, "client %" PRIu64 ": %s failed", c->serial, what);
-    client_send_error(c, id, WIRE_ERROR_INTERNAL, NULL, "%s failed: %s", what, strerror(-r));
+    reply->result = result;
+    return result ? 0 : -ENOMEM;
 }
 
 /* ---- reading methods ---- */
 
-static void on_hello(Client *c, WireRequest *req, int fd)
+static int on_hello(void *userdata, ServerCall *call, WireRequest *req, int fd, ServerReply *reply)
 {
     json_object *o = json_object_new_object(), *methods = json_object_new_array();
 
@@ -57,13 +60,14 @@ static void on_hello(Client *c, WireRequest *req, int fd)
     if (!put(o, "methods", methods))
         o = (json_object_put(o), NULL);
     if (req->hello.client)
-        log_debug("client %" PRIu64 " is %s", c->serial, req->hello.client);
-    client_send_result(c, &req->id, o);
+        log_debug("client %" PRIu64 " is %s", server_call_peer(call)->serial, req->hello.client);
+    return answer(reply, o);
 }
 
-static void on_status(Client *c, WireRequest *req, int fd)
+static int on_status(void *userdata, ServerCall *call, WireRequest *req, int fd, ServerReply *reply)
 {
-    Manager *m = c->server->manager;
+    Methods *x = userdata;
+    Manager *m = x->manager;
     json_object *o = json_object_new_object();
     ManagerStats st;
 
@@ -91,19 +95,20 @@ static void on_status(Client *c, WireRequest *req, int fd)
     put(o, "workers", json_object_new_int64(manager_get_config(m)->workers));
     put(o, "uptime",
         json_object_new_int64(
-                (int64_t)((now_usec(CLOCK_MONOTONIC) - c->server->started_usec) / USEC_PER_SEC)));
-    client_send_result(c, &req->id, o);
+                (int64_t)((now_usec(CLOCK_MONOTONIC) - x->started_usec) / USEC_PER_SEC)));
+    return answer(reply, o);
 }
 
-static void on_devices(Client *c, WireRequest *req, int fd)
+static int on_devices(void *userdata, ServerCall *call, WireRequest *req, int fd,
+                      ServerReply *reply)
 {
-    Manager *m = c->server->manager;
+    Manager *m = ((Methods *)userdata)->manager;
     json_object *list = json_object_new_array();
 
     for (const Device *d = manager_next_device(m, NULL); d && list; d = manager_next_device(m, d))
         if (json_object_array_add(list, device_to_json(m, d)) < 0)
             list = (json_object_put(list), NULL);
-    client_send_result(c, &req->id, list ? one("devices", list) : NULL);
+    return answer(reply, list ? one("devices", list) : NULL);
 }
 
 static bool job_matches(const Job *j, const WireRequest *req)
@@ -146,16 +151,10 @@ static bool record_matches(json_object *o, const WireRequest *req)
     return false;
 }
 
-/* The newest jobs of earlier runs, whose ids are below every job of this run. */
-static json_object *preloaded_of(Manager *m)
+static int on_jobs(void *userdata, ServerCall *call, WireRequest *req, int fd, ServerReply *reply)
 {
-    return manager_get_preloaded(m);
-}
-
-static void on_jobs(Client *c, WireRequest *req, int fd)
-{
-    Manager *m = c->server->manager;
-    json_object *list = json_object_new_array(), *pre = preloaded_of(m);
+    Manager *m = ((Methods *)userdata)->manager;
+    json_object *list = json_object_new_array(), *pre = manager_get_preloaded(m);
     size_t n = 0, skip = 0, n_pre = pre ? json_object_array_length(pre) : 0;
 
     /* "in id order, newest limit": count first, then skip the oldest. */
@@ -179,11 +178,12 @@ static void on_jobs(Client *c, WireRequest *req, int fd)
         if (json_object_array_add(list, job_to_json(j)) < 0)
             list = (json_object_put(list), NULL);
     }
-    client_send_result(c, &req->id, list ? one("jobs", list) : NULL);
+    return answer(reply, list ? one("jobs", list) : NULL);
 }
 
 /* What a `job` or `history` call asked the store, for its answer. */
 typedef struct StoreAsk {
+    ServerCall *call;
     WireMethod method;
     unsigned limit;
     bool ascending;
@@ -218,97 +218,91 @@ static size_t fit_reply(json_object *records)
     return n;
 }
 
+static int history_result(StoreAsk *ask, json_object *records, uint64_t last, ServerReply *reply)
+{
+    json_object *o = json_object_new_object();
+    bool full = json_object_array_length(records) >= ask->limit;
+    size_t k = fit_reply(records);
+
+    /* Records come in query order: a page cut to fit ends where the next begins. */
+    if (k < json_object_array_length(records)) {
+        json_object_array_del_idx(records, k, json_object_array_length(records) - k);
+        full = k > 0;
+        last = k > 0 ? (uint64_t)json_object_get_int64(json_object_object_get(
+                               json_object_array_get_idx(records, k - 1), "id"))
+                     : 0;
+    }
+    if (!ask->ascending)
+        reverse_records(records);
+    put(o, "records", json_object_get(records));
+    put(o, "next", full && last ? json_object_new_int64((int64_t)last) : NULL);
+    return answer(reply, o);
+}
+
 static void on_store_answer(void *userdata, int r, const char *message, json_object *records,
                             uint64_t last)
 {
-    ServerCall *call = userdata;
-    StoreAsk *ask = call->data;
-    Client *c = call->client;
+    StoreAsk *ask = userdata;
+    ServerReply reply = {};
 
-    if (!c)
-        goto out;
     if (r == -ENOENT && ask->method == WIRE_METHOD_JOB)
-        client_send_error(c, &call->id, WIRE_ERROR_NOT_FOUND, NULL, "%s", message);
+        r = server_reply_error(&reply, WIRE_ERROR_NOT_FOUND, NULL, "%s", message);
     else if (r < 0) {
-        log_error("client %" PRIu64 ": reading the job store failed: %s", c->serial, message);
-        client_send_error(c, &call->id, WIRE_ERROR_INTERNAL, NULL,
-                          "reading the job store failed: %s", message);
+        log_error("client %" PRIu64 ": reading the job store failed: %s",
+                  server_call_peer(ask->call)->serial, message);
+        r = server_reply_error(&reply, WIRE_ERROR_INTERNAL, NULL,
+                               "reading the job store failed: %s", message);
     } else if (ask->method == WIRE_METHOD_JOB)
-        client_send_result(c, &call->id,
-                           one("job", json_object_get(json_object_array_get_idx(records, 0))));
-    else {
-        json_object *o = json_object_new_object();
-        bool full = json_object_array_length(records) >= ask->limit;
-        size_t k = fit_reply(records);
-
-        /* Records come in query order: a page cut to fit ends where the next begins. */
-        if (k < json_object_array_length(records)) {
-            json_object_array_del_idx(records, k, json_object_array_length(records) - k);
-            full = k > 0;
-            last = k > 0 ? (uint64_t)json_object_get_int64(json_object_object_get(
-                                   json_object_array_get_idx(records, k - 1), "id"))
-                         : 0;
-        }
-        if (!ask->ascending)
-            reverse_records(records);
-        put(o, "records", json_object_get(records));
-        put(o, "next", full && last ? json_object_new_int64((int64_t)last) : NULL);
-        client_send_result(c, &call->id, o);
-    }
-out:
+        r = answer(&reply, one("job", json_object_get(json_object_array_get_idx(records, 0))));
+    else
+        r = history_result(ask, records, last, &reply);
     json_object_put(records);
+    server_call_reply(ask->call, r, &reply);
     free(ask);
-    server_call_end(call);
 }
 
 /* Ask the store; the answer comes to on_store_answer(). */
-static void ask_store(Client *c, const WireRequest *req, const StoreQuery *q, uint64_t id)
+static int ask_store(Methods *x, ServerCall *call, const WireRequest *req, const StoreQuery *q,
+                     uint64_t id, ServerReply *reply)
 {
-    Store *st = manager_get_store(c->server->manager);
+    Store *st = manager_get_store(x->manager);
     StoreAsk *ask;
-    ServerCall *call;
     int r;
 
-    if (!st) {
-        client_send_error(c, &req->id, WIRE_ERROR_INTERNAL, NULL, "the job store is not open");
-        return;
-    }
+    if (!st)
+        return server_reply_error(reply, WIRE_ERROR_INTERNAL, NULL, "the job store is not open");
     ask = calloc(1, sizeof(*ask));
-    call = ask ? server_call_begin(c, &req->id) : NULL;
-    if (!call) {
-        free(ask);
-        reply_internal(c, &req->id, -ENOMEM, wire_method_to_string(req->method));
-        return;
-    }
-    *ask = (StoreAsk){.method = req->method,
+    if (!ask)
+        return -ENOMEM;
+    *ask = (StoreAsk){.call = call,
+                      .method = req->method,
                       .limit = q ? q->limit : 1,
                       .ascending = q && (q->ascending || q->after)};
-    call->data = ask;
-    r = q ? store_query(st, q, on_store_answer, call) : store_get(st, id, on_store_answer, call);
+    r = q ? store_query(st, q, on_store_answer, ask) : store_get(st, id, on_store_answer, ask);
     if (r < 0) {
         free(ask);
-        server_call_cancel(call);
         if (r == -EAGAIN)
-            client_send_error(c, &req->id, WIRE_ERROR_INTERNAL, NULL,
-                              "the job store is busy: %u requests wait; try again", STORE_OPS_MAX);
-        else
-            reply_internal(c, &req->id, r, "asking the job store");
+            return server_reply_error(reply, WIRE_ERROR_INTERNAL, NULL,
+                                      "the job store is busy: %u requests wait; try again",
+                                      STORE_OPS_MAX);
+        return r;
     }
+    return SERVER_REPLY_LATER;
 }
 
-static void on_job(Client *c, WireRequest *req, int fd)
+static int on_job(void *userdata, ServerCall *call, WireRequest *req, int fd, ServerReply *reply)
 {
-    const Job *j = manager_get_job(c->server->manager, req->job.id);
+    Methods *x = userdata;
+    const Job *j = manager_get_job(x->manager, req->job.id);
 
-    if (j) {
-        client_send_result(c, &req->id, one("job", job_to_json(j)));
-        return;
-    }
+    if (j)
+        return answer(reply, one("job", job_to_json(j)));
     /* Finished before the last restart, or pushed out of memory: the store has it. */
-    ask_store(c, req, NULL, req->job.id);
+    return ask_store(x, call, req, NULL, req->job.id, reply);
 }
 
-static void on_history(Client *c, WireRequest *req, int fd)
+static int on_history(void *userdata, ServerCall *call, WireRequest *req, int fd,
+                      ServerReply *reply)
 {
     const StoreQuery q = {
             .path = req->history.path,
@@ -321,97 +315,115 @@ static void on_history(Client *c, WireRequest *req, int fd)
             .limit = req->history.limit,
     };
 
-    ask_store(c, req, &q, 0);
+    return ask_store(userdata, call, req, &q, 0, reply);
 }
 
-static void on_subscribe(Client *c, WireRequest *req, int fd)
+static int on_subscribe(void *userdata, ServerCall *call, WireRequest *req, int fd,
+                        ServerReply *reply)
 {
-    int r = server_subscribe(c->server, c);
+    int r = server_call_subscribe(call);
 
-    if (r < 0) {
-        reply_internal(c, &req->id, r, "subscribe");
-        return;
-    }
-    client_send_result(c, &req->id, one("subscribed", json_object_new_boolean(true)));
+    if (r < 0)
+        return r;
+    return answer(reply, one("subscribed", json_object_new_boolean(true)));
 }
 
 /* ---- changing methods ---- */
 
-static void on_cancel(Client *c, WireRequest *req, int fd)
+static int on_cancel(void *userdata, ServerCall *call, WireRequest *req, int fd, ServerReply *reply)
 {
-    Manager *m = c->server->manager;
+    Manager *m = ((Methods *)userdata)->manager;
+    const ServerPeer *p = server_call_peer(call);
     int r = manager_cancel(m, req->job.id);
 
-    if (r == -ENOENT) {
-        client_send_error(c, &req->id, WIRE_ERROR_NOT_FOUND, NULL, "no job %" PRIu64, req->job.id);
-        return;
-    }
-    if (r < 0 && r != -EALREADY) {
-        reply_internal(c, &req->id, r, "cancel");
-        return;
-    }
+    if (r == -ENOENT)
+        return server_reply_error(reply, WIRE_ERROR_NOT_FOUND, NULL, "no job %" PRIu64,
+                                  req->job.id);
+    if (r < 0 && r != -EALREADY)
+        return r;
     /* An already finished job is answered as it stands: cancel is idempotent. */
-    log_info("job %" PRIu64 ": cancel requested by uid %u (pid %d)", req->job.id, (unsigned)c->uid,
-             (int)c->pid);
-    client_send_result(c, &req->id, one("job", job_to_json(manager_get_job(m, req->job.id))));
+    log_info("job %" PRIu64 ": cancel requested by uid %u (pid %d)", req->job.id, (unsigned)p->uid,
+             (int)p->pid);
+    return answer(reply, one("job", job_to_json(manager_get_job(m, req->job.id))));
 }
 
-static void on_pause(Client *c, WireRequest *req, int fd)
+static int on_pause(void *userdata, ServerCall *call, WireRequest *req, int fd, ServerReply *reply)
 {
-    manager_pause(c->server->manager);
-    client_send_result(c, &req->id, one("paused", json_object_new_boolean(true)));
+    manager_pause(((Methods *)userdata)->manager);
+    return answer(reply, one("paused", json_object_new_boolean(true)));
 }
 
-static void on_resume(Client *c, WireRequest *req, int fd)
+static int on_resume(void *userdata, ServerCall *call, WireRequest *req, int fd, ServerReply *reply)
 {
-    manager_resume(c->server->manager);
-    client_send_result(c, &req->id, one("paused", json_object_new_boolean(false)));
+    manager_resume(((Methods *)userdata)->manager);
+    return answer(reply, one("paused", json_object_new_boolean(false)));
 }
 
-static void on_reload(Client *c, WireRequest *req, int fd)
+static int on_reload(void *userdata, ServerCall *call, WireRequest *req, int fd, ServerReply *reply)
 {
+    const ServerPeer *p = server_call_peer(call);
     ConfigErrors errors = {};
     int r;
 
-    log_info("reload requested by uid %u (pid %d)", (unsigned)c->uid, (int)c->pid);
-    r = manager_reload(c->server->manager, &errors);
+    log_info("reload requested by uid %u (pid %d)", (unsigned)p->uid, (int)p->pid);
+    r = manager_reload(((Methods *)userdata)->manager, &errors);
     if (r == -EINVAL || (r < 0 && errors.n > 0))
-        client_send_error(c, &req->id, WIRE_ERROR_CONFIG_INVALID, NULL, "%s",
-                          errors.n > 0 ? errors.lines[0] : "the configuration is invalid");
+        r = server_reply_error(reply, WIRE_ERROR_CONFIG_INVALID, NULL, "%s",
+                               errors.n > 0 ? errors.lines[0] : "the configuration is invalid");
     else if (r < 0)
-        client_send_error(c, &req->id, WIRE_ERROR_CONFIG_INVALID, NULL,
-                          "cannot read the configuration: %s", strerror(-r));
+        r = server_reply_error(reply, WIRE_ERROR_CONFIG_INVALID, NULL,
+                               "cannot read the configuration: %s", strerror(-r));
     else
-        client_send_result(c, &req->id, one("reloaded", json_object_new_boolean(true)));
+        r = answer(reply, one("reloaded", json_object_new_boolean(true)));
     config_errors_clear(&errors);
+    return r;
 }
 
-/* ---- dispatch ---- */
+/* ---- the table ---- */
 
-static const Handler handlers[_WIRE_METHOD_MAX] = {
-        [WIRE_METHOD_HELLO] = on_hello,     [WIRE_METHOD_STATUS] = on_status,
-        [WIRE_METHOD_DEVICES] = on_devices, [WIRE_METHOD_JOBS] = on_jobs,
-        [WIRE_METHOD_JOB] = on_job,         [WIRE_METHOD_SUBSCRIBE] = on_subscribe,
-        [WIRE_METHOD_FLASH] = server_flash, [WIRE_METHOD_CANCEL] = on_cancel,
-        [WIRE_METHOD_PAUSE] = on_pause,     [WIRE_METHOD_RESUME] = on_resume,
-        [WIRE_METHOD_RELOAD] = on_reload,   [WIRE_METHOD_HISTORY] = on_history,
-};
-
-void server_dispatch(Client *c, WireRequest *req, int fd)
+int methods_new(sd_event *e, Manager *m, Methods **ret)
 {
-    const char *name = wire_method_to_string(req->method);
+    Methods *x = calloc(1, sizeof(*x));
+    int r;
 
-    if (fd >= 0 && req->method != WIRE_METHOD_FLASH) {
-        close(fd); /* "only flash takes one; others are closed" */
-        fd = -1;
+    if (!x)
+        return -ENOMEM;
+    *x = (Methods){
+            .manager = m,
+            .started_usec = now_usec(CLOCK_MONOTONIC),
+            .table = {.handlers =
+                              {
+                                      [WIRE_METHOD_HELLO] = on_hello,
+                                      [WIRE_METHOD_STATUS] = on_status,
+                                      [WIRE_METHOD_DEVICES] = on_devices,
+                                      [WIRE_METHOD_JOBS] = on_jobs,
+                                      [WIRE_METHOD_JOB] = on_job,
+                                      [WIRE_METHOD_SUBSCRIBE] = on_subscribe,
+                                      [WIRE_METHOD_FLASH] = method_flash,
+                                      [WIRE_METHOD_CANCEL] = on_cancel,
+                                      [WIRE_METHOD_PAUSE] = on_pause,
+                                      [WIRE_METHOD_RESUME] = on_resume,
+                                      [WIRE_METHOD_RELOAD] = on_reload,
+                                      [WIRE_METHOD_HISTORY] = on_history,
+                              }},
+    };
+    x->table.userdata = x;
+    for (WireMethod i = 0; i < _WIRE_METHOD_MAX; i++)
+        assert(x->table.handlers[i]); /* every method has its handler */
+    r = image_loader_new(e, &x->images);
+    if (r < 0) {
+        free(x);
+        return r;
     }
-    if (wire_method_is_changing(req->method) && !c->privileged) {
-        closep(&fd);
-        peer_log(c, LOG_NOTICE, "%s refused: not root, not in group %s", name, c->server->group);
-        client_send_error(c, &req->id, WIRE_ERROR_PERMISSION_DENIED, NULL,
-                          "permission denied: \"%s\" needs root or membership of group \"%s\"",
-                          name, c->server->group);
-        return;
-    }
-    handlers[req->method](c, req, fd);
+    *ret = x;
+    return 0;
+}
+
+Methods *methods_free(Methods *x)
+{
+    if (!x)
+        return NULL;
+    image_loader_free(x->images);
+    free(x);
+    return NULL;
 }

@@ -22,7 +22,6 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "image-loader.h"
 #include "log.h"
 #include "server-internal.h"
 #include "timeutil.h"
@@ -31,6 +30,7 @@
 static int client_update_events(Client *c);
 static void client_arm_deadline(Client *c);
 static void client_schedule(Client *c);
+static void dispatch(Client *c, WireRequest *req, int fd);
 
 /* ---- the listening socket ---- */
 
@@ -680,7 +680,7 @@ static void handle_line(Client *c, const char *line, size_t len, int fd)
         client_send_error(c, &f.id, f.code, NULL, "%s", f.message);
         return;
     }
-    server_dispatch(c, &req, fd);
+    dispatch(c, &req, fd);
     wire_request_done(&req);
 }
 
@@ -860,42 +860,143 @@ static void client_on_input(Client *c)
     client_arm_deadline(c);
 }
 
-ServerCall *server_call_begin(Client *c, const WireId *id)
-{
-    ServerCall *call = calloc(1, sizeof(*call));
+/* ---- calls: one request, one answer ---- */
 
-    if (!call)
-        return NULL;
-    call->client = c;
-    call->id = *id;
-    c->call = call;
-    (void)client_update_events(c);
-    return call;
+static void call_send(ServerCall *call, int r, ServerReply *reply)
+{
+    Client *c = call->client;
+    const char *method = wire_method_to_string(call->method);
+
+    if (r < 0) {
+        if (c || r != -ENOTCONN)
+            log_errno(LOG_ERR, r, "client %" PRIu64 ": %s failed", call->peer.serial, method);
+        json_object_put(TAKE_PTR(reply->result));
+        if (c)
+            client_send_error(c, &call->id, WIRE_ERROR_INTERNAL, NULL, "%s failed: %s", method,
+                              strerror(-r));
+    } else if (r == SERVER_REPLY_ERROR) {
+        json_object_put(TAKE_PTR(reply->result));
+        if (c)
+            client_send_error(c, &call->id, reply->error, reply->detail[0] ? reply->detail : NULL,
+                              "%s", reply->message);
+    } else if (c)
+        client_send_result(c, &call->id, TAKE_PTR(reply->result));
+    else
+        json_object_put(TAKE_PTR(reply->result));
 }
 
-void server_call_cancel(ServerCall *call)
-{
-    if (call->client) {
-        call->client->call = NULL;
-        if (!call->client->dead)
-            (void)client_update_events(call->client);
-    }
-    free(call);
-}
-
-void server_call_end(ServerCall *call)
+/* The one answer, then the call is over: the client's next request may come. */
+static void call_end(ServerCall *call, int r, ServerReply *reply)
 {
     Client *c = call->client;
 
+    call_send(call, r, reply);
     free(call);
     if (!c)
         return;
     c->call = NULL;
-    if (c->dead)
-        return;
     c->active_usec = now_usec(CLOCK_MONOTONIC);
-    client_schedule(c);
-    (void)client_update_events(c);
+    /* Reading was paused while the call ran (the answer's flush saw it still there). */
+    if (!c->dead)
+        (void)client_update_events(c);
+}
+
+/* A parsed request: allowed?, then its handler, then its one answer (now or later). */
+static void dispatch(Client *c, WireRequest *req, int fd)
+{
+    const char *name = wire_method_to_string(req->method);
+    ServerReply reply = {};
+    ServerCall *call;
+    int r;
+
+    if (fd >= 0 && req->method != WIRE_METHOD_FLASH)
+        closep(&fd); /* "only flash takes one; others are closed" */
+    if (wire_method_is_changing(req->method) && !c->privileged) {
+        closep(&fd);
+        peer_log(c, LOG_NOTICE, "%s refused: not root, not in group %s", name, c->server->group);
+        client_send_error(c, &req->id, WIRE_ERROR_PERMISSION_DENIED, NULL,
+                          "permission denied: \"%s\" needs root or membership of group \"%s\"",
+                          name, c->server->group);
+        return;
+    }
+    call = calloc(1, sizeof(*call));
+    if (!call) {
+        closep(&fd);
+        client_send_error(c, &req->id, WIRE_ERROR_INTERNAL, NULL, "out of memory");
+        return;
+    }
+    *call = (ServerCall){
+            .client = c,
+            .peer = {.serial = c->serial, .pid = c->pid, .uid = c->uid, .gid = c->gid},
+            .id = req->id,
+            .method = req->method,
+    };
+    c->call = call;
+    r = c->server->methods->handlers[req->method](c->server->methods->userdata, call, req, fd,
+                                                  &reply);
+    if (r == SERVER_REPLY_LATER) {
+        (void)client_update_events(c);
+        return;
+    }
+    call_end(call, r, &reply);
+}
+
+void server_call_reply(ServerCall *call, int r, ServerReply *reply)
+{
+    Client *c = call->client;
+
+    call_end(call, r, reply);
+    if (c && !c->dead) {
+        client_schedule(c);
+        (void)client_update_events(c);
+    }
+}
+
+const ServerPeer *server_call_peer(const ServerCall *call)
+{
+    return &call->peer;
+}
+
+const WireId *server_call_id(const ServerCall *call)
+{
+    return &call->id;
+}
+
+bool server_call_connected(const ServerCall *call)
+{
+    return call->client && !call->client->dead;
+}
+
+int server_call_subscribe(ServerCall *call)
+{
+    return call->client ? server_subscribe(call->client->server, call->client) : -ENOTCONN;
+}
+
+void server_call_log(ServerCall *call, int level, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    if (call->client)
+        peer_log(call->client, level, "%s", message);
+    else
+        log_message(level, "client %" PRIu64 " (pid %d uid %u): %s", call->peer.serial,
+                    (int)call->peer.pid, (unsigned)call->peer.uid, message);
+}
+
+int server_reply_error(ServerReply *reply, WireError code, const char *detail, const char *fmt, ...)
+{
+    va_list ap;
+
+    reply->error = code;
+    snprintf(reply->detail, sizeof(reply->detail), "%s", detail ? detail : "");
+    va_start(ap, fmt);
+    vsnprintf(reply->message, sizeof(reply->message), fmt, ap);
+    va_end(ap);
+    return SERVER_REPLY_ERROR;
 }
 
 static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
@@ -920,7 +1021,7 @@ static int on_client_io(sd_event_source *src, int fd, uint32_t revents, void *us
 
 /* ---- the server ---- */
 
-int server_new(sd_event *e, Manager *m, Server **ret)
+int server_new(sd_event *e, Manager *m, const ServerMethods *methods, Server **ret)
 {
     _cleanup_(server_freep) Server *s = calloc(1, sizeof(*s));
     const Config *config = manager_get_config(m);
@@ -931,7 +1032,7 @@ int server_new(sd_event *e, Manager *m, Server **ret)
     s->event = sd_event_ref(e);
     s->manager = m;
     s->listen_fd = -1;
-    s->started_usec = now_usec(CLOCK_MONOTONIC);
+    s->methods = methods;
     r = resolve_group(s, config->group);
     if (r < 0)
         return r;
@@ -945,8 +1046,6 @@ int server_new(sd_event *e, Manager *m, Server **ret)
         r = sd_event_add_defer(e, &s->reaper, on_reap, s);
     if (r >= 0)
         r = sd_event_source_set_enabled(s->reaper, SD_EVENT_OFF);
-    if (r >= 0)
-        r = image_loader_new(e, &s->images);
     if (r >= 0)
         r = sd_event_add_defer(e, &s->turns, on_turns, s);
     if (r >= 0)
@@ -964,8 +1063,6 @@ Server *server_free(Server *s)
         return NULL;
     while (s->clients)
         client_free(s->clients);
-    /* After the clients: a load still under way is answered to nobody. */
-    image_loader_free(s->images);
     if (s->manager_subscribed)
         manager_unsubscribe(s->manager, server_on_manager_event, s);
     sd_event_source_disable_unref(s->listen_source);
