@@ -413,6 +413,16 @@ static void accept_one(Server *s, int fd)
               (unsigned)c->uid, (unsigned)c->gid);
 }
 
+int server_adopt(Server *s, int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    accept_one(s, fd);
+    return 0;
+}
+
 static int on_listen(sd_event_source *src, int lfd, uint32_t revents, void *userdata)
 {
     Server *s = userdata;

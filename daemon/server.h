@@ -64,6 +64,8 @@ int server_new(sd_event *e, Manager *m, const ServerMethods *methods, Server **r
 /* Closes every client and the listening socket; unlinks the path it bound. A call still
  * under way finds no client when it answers. */
 Server *server_free(Server *s);
+/* Serve a connected socket (taken) as if accepted: tests hand in one end of a socketpair. */
+int server_adopt(Server *s, int fd);
 
 /* ---- for handlers ---- */
 
