@@ -27,4 +27,4 @@ cmake -S "$top" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
     -DESPDFU_SANITIZE=ON -DESPDFU_FUZZ=ON >/dev/null
 cmake --build "$build" -j"$jobs"
 cd "$build"
-exec ctest --output-on-failure --timeout 600 "$@"
+exec ctest --output-on-failure --timeout 600 -j"$jobs" "$@"
