@@ -1,6 +1,7 @@
 # The daemon (daemon/*.c except the engine and the USB edge): unit tests of its
-# pure parts, each linking espdfud-lib.
-foreach(t config job image-cache devices worker store server)
+# pure parts, each linking espdfud-lib; test-manager drives the core on a real loop
+# with a fake worker and fake device events.
+foreach(t config job image-cache devices worker store manager server)
   espdfu_unit_test(test-${t} SOURCES test-${t}.c LIBS espdfud-lib)
   set_tests_properties(test-${t} PROPERTIES ENVIRONMENT "${ESPDFU_SANITIZER_ENV}"
                        LABELS "daemon")
