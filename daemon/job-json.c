@@ -60,6 +60,19 @@ json_object *json_time(uint64_t realtime_usec)
     return o;
 }
 
+void json_array_reverse(json_object *a)
+{
+    size_t n = json_object_array_length(a);
+
+    for (size_t i = 0; i < n / 2; i++) {
+        json_object *x = json_object_get(json_object_array_get_idx(a, i));
+        json_object *y = json_object_get(json_object_array_get_idx(a, n - 1 - i));
+
+        json_object_array_put_idx(a, i, y);
+        json_object_array_put_idx(a, n - 1 - i, x);
+    }
+}
+
 void json_obj_add_time(JsonObj *b, const char *key, uint64_t usec)
 {
     json_object *v = json_time(usec);

@@ -29,5 +29,7 @@ void json_obj_add_time(JsonObj *b, const char *key, uint64_t realtime_usec); /* 
 json_object *json_obj_end(JsonObj *b);
 
 json_object *json_time(uint64_t realtime_usec); /* null for 0 */
+/* An array's elements in the opposite order, in place (newest first into newest last). */
+void json_array_reverse(json_object *a);
 json_object *job_to_json(const Job *j);
 json_object *job_progress_to_json(const Job *j);

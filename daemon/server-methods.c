@@ -189,20 +189,6 @@ typedef struct StoreAsk {
     bool ascending;
 } StoreAsk;
 
-/* Newest first (as the store reads) into newest last (as `history` answers). */
-static void reverse_records(json_object *a)
-{
-    size_t n = json_object_array_length(a);
-
-    for (size_t i = 0; i < n / 2; i++) {
-        json_object *x = json_object_get(json_object_array_get_idx(a, i));
-        json_object *y = json_object_get(json_object_array_get_idx(a, n - 1 - i));
-
-        json_object_array_put_idx(a, i, y);
-        json_object_array_put_idx(a, n - 1 - i, x);
-    }
-}
-
 /* How many records, in order, fit in one reply line (WIRE_MAX_OUTPUT), with room to spare. */
 static size_t fit_reply(json_object *records)
 {
@@ -233,7 +219,7 @@ static int history_result(StoreAsk *ask, json_object *records, uint64_t last, Se
                      : 0;
     }
     if (!ask->ascending)
-        reverse_records(records);
+        json_array_reverse(records); /* newest last, as `history` answers */
     put(o, "records", json_object_get(records));
     put(o, "next", full && last ? json_object_new_int64((int64_t)last) : NULL);
     return answer(reply, o);

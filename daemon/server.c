@@ -758,7 +758,7 @@ static void client_schedule(Client *c)
  * timers, workers) before the next: one client pipelining requests is
  * served one request per turn, never drained ahead of the others.
  */
-static int on_turns(sd_event_source *src, void *userdata)
+static int on_turns(sd_event_source *src, uint64_t usec, void *userdata)
 {
     Server *s = userdata;
     bool again = false;
@@ -1057,7 +1057,11 @@ int server_new(sd_event *e, Manager *m, const ServerMethods *methods, Server **r
     if (r >= 0)
         r = sd_event_source_set_enabled(s->reaper, SD_EVENT_OFF);
     if (r >= 0)
-        r = sd_event_add_defer(e, &s->turns, on_turns, s);
+        /* A timer already due, not a defer source: sd-event polls its fds only when nothing
+         * is pending, so a defer source re-armed every turn would starve every other fd
+         * (clients, workers, udev) while one client pipelines. A due timer goes through
+         * the poll each turn. */
+        r = sd_event_add_time(e, &s->turns, CLOCK_MONOTONIC, 1, 1, on_turns, s);
     if (r >= 0)
         r = sd_event_source_set_enabled(s->turns, SD_EVENT_OFF);
     if (r < 0)

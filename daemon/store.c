@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "job-json.h"
 #include "log.h"
 #include "timeutil.h"
 #include "util.h"
@@ -207,20 +208,6 @@ static int collect_record(void *userdata, json_object *job)
     return json_object_array_add(userdata, json_object_get(job)) < 0 ? -ENOMEM : 0;
 }
 
-/* Newest first into newest last. */
-static void reverse(json_object *a)
-{
-    size_t n = json_object_array_length(a);
-
-    for (size_t i = 0; i < n / 2; i++) {
-        json_object *x = json_object_get(json_object_array_get_idx(a, i));
-        json_object *y = json_object_get(json_object_array_get_idx(a, n - 1 - i));
-
-        json_object_array_put_idx(a, i, y);
-        json_object_array_put_idx(a, n - 1 - i, x);
-    }
-}
-
 /* Open, recover, read the plugs and the newest jobs: what OP_READY carries. */
 static int thread_open(Store *s, Op *op)
 {
@@ -253,7 +240,7 @@ static int thread_open(Store *s, Op *op)
                        op->records, NULL, op->message, sizeof(op->message));
     if (r < 0)
         goto fail;
-    reverse(op->records);
+    json_array_reverse(op->records); /* newest last */
     return 0;
 fail:
     s->db = store_db_close(s->db);

@@ -293,6 +293,8 @@ static void test_fair_turns(T *t)
         for (unsigned i = 0; i < b.statuses && i < ELEMENTSOF(b.order) && at == UINT32_MAX; i++)
             if (b.order[i] == 2)
                 at = i;
+        if (at >= 8)
+            fprintf(stderr, "    client c served at turn %u of %u\n", at, b.statuses);
         CHECK(at < 8);
     }
     CHECK(read_lines(&b, a, buf, sizeof(buf), 200, 10000, NULL));
