@@ -107,8 +107,12 @@ since() {
 
 python3 - "$work" "$build" "$image" "$starts" "$requests" "$flashes" "$old_sha" "$new_sha" \
     "$top/bench/README.md" "${README:-0}" "$jobs" <<'PY'
-import datetime, json, os, platform, signal, socket, sqlite3, statistics, subprocess, sys
+import datetime, json, os, signal, socket, statistics, subprocess, sys
 import threading, time
+
+sys.path.insert(0, os.path.dirname(sys.argv[9]))  # bench/: the shared pieces
+import espdfu_bench
+from espdfu_bench import ms, pct
 
 (work, build, image, starts, requests, flashes, old_sha, new_sha, readme, write_readme,
  n_jobs) = sys.argv[1:]
@@ -121,51 +125,9 @@ rows = []  # (measure, value, goal, met)
 queries = []  # the history requests, for the report
 
 
-def ms(x):
-    return f"{x * 1000:.2f} ms"
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-
-
-class Client:
+class Client(espdfu_bench.Client):
     def __init__(self, path=sock_path):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.connect(path)
-        self.s.settimeout(60)  # a hang is an error, not a bench that never ends
-        self.buf = b""
-        self.id = 0
-
-    def line(self):
-        while b"\n" not in self.buf:
-            chunk = self.s.recv(1 << 20)
-            if not chunk:
-                raise EOFError("espdfud closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def call(self, method, params=None, fd=None):
-        self.id += 1
-        req = {"id": self.id, "method": method}
-        if params is not None:
-            req["params"] = params
-        data = (json.dumps(req, separators=(",", ":")) + "\n").encode()
-        if fd is None:
-            self.s.sendall(data)
-        else:
-            socket.send_fds(self.s, [data], [fd])
-        while True:
-            m = self.line()
-            if m.get("id") == self.id:
-                if "error" in m:
-                    raise RuntimeError(f"{method}: {m['error']}")
-                return m["result"]
-
-    def close(self):
-        self.s.close()
+        super().__init__(path)
 
 
 class Daemon:
@@ -376,24 +338,8 @@ c.close()
 d.stop()
 
 # ---- the report ----
-def disk():
-    try:
-        dev = subprocess.run(["findmnt", "-n", "-o", "SOURCE,FSTYPE", "-T", work],
-                             capture_output=True, text=True).stdout.split()
-        name = os.path.basename(dev[0])
-        rota = open(f"/sys/block/{name}/queue/rotational").read().strip()
-        kind = {"0": "non-rotational", "1": "rotational"}.get(rota, "?")
-        return f"{dev[0]} ({dev[1]}, reports {kind})"
-    except Exception:
-        return "unknown"
-
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")),
-           platform.machine())
-machine = (f"{os.cpu_count()} CPUs ({cpu}), {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB RAM, "
-           f"disk {disk()}, SQLite {sqlite3.sqlite_version}, kernel {platform.release()}")
-table = ["| measure | result | goal | |", "| --- | --- | --- | --- |"]
-for m, v, g, ok in rows:
-    table.append(f"| {m} | {v} | {g} | {'' if ok is None else ('met' if ok else '**MISSED**')} |")
+machine = espdfu_bench.machine(work)
+table = espdfu_bench.table(rows)
 date = datetime.date.today().isoformat()
 section = "\n".join([f"### Measured ({date})", "", machine + ".", "",
                      f"{n_jobs:,} jobs; {starts} starts; {requests} requests per `history` "
@@ -405,12 +351,5 @@ print(section)
 print("query plans (sqlite3 EXPLAIN QUERY PLAN):")
 print(open(f"{work}/plans.txt").read())
 if write_readme == "1":
-    text = open(readme).read()
-    begin, end = "<!-- store-history:begin -->", "<!-- store-history:end -->"
-    if begin in text and end in text:
-        text = text[:text.index(begin) + len(begin)] + "\n" + section + text[text.index(end):]
-        open(readme, "w").write(text)
-        print(f"written into {readme}")
-    else:
-        print(f"{readme} has no store-history markers; not written", file=sys.stderr)
+    espdfu_bench.write_section(readme, "store-history", section)
 PY

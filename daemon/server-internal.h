@@ -17,7 +17,7 @@
 
 #define SERVER_LINGER_USEC (5u * 1000000u) /* a closing client gets this long to read */
 /* Stop reading requests while this much output waits: pipelining cannot grow it. */
-#define SERVER_READ_PAUSE_BYTES (WIRE_MAX_OUTPUT / 2)
+#define SERVER_READ_PAUSE_BYTES (WIRE_MAX_OUTPUT / 2) /* WIRE_MAX_PAGE_BYTES counts on it */
 #define SERVER_PROGRESS_SLOTS   256u /* jobs downloading at once: at most the workers */
 #define SERVER_GROUPS_MAX       1024u
 

@@ -198,7 +198,7 @@ static size_t fit_reply(json_object *records)
         used += strlen(json_object_to_json_string_ext(json_object_array_get_idx(records, i),
                                                       JSON_C_TO_STRING_PLAIN)) +
                 1;
-        if (used > WIRE_MAX_OUTPUT - 64u * 1024u)
+        if (used > WIRE_MAX_PAGE_BYTES)
             return i;
     }
     return n;

@@ -43,12 +43,16 @@
 #define WIRE_MAX_CONNECTIONS         64u
 #define WIRE_MAX_CONNECTIONS_PER_UID 16u
 /* Of WIRE_MAX_CONNECTIONS, this many only root and the daemon's group may take. */
-#define WIRE_RESERVED_CONNECTIONS  16u
-#define WIRE_LINE_TIMEOUT_S        5u    /* a line started and not finished */
-#define WIRE_IDLE_TIMEOUT_S        60u   /* nothing asked, nothing awaited, not subscribed */
-#define WIRE_MAX_FDS               1u    /* per request; only flash takes one */
-#define WIRE_PROGRESS_PER_SECOND   4u    /* job.progress events per job per subscriber */
-#define WIRE_MAX_HISTORY_LIMIT     1000u /* records in one `history` reply */
+#define WIRE_RESERVED_CONNECTIONS 16u
+#define WIRE_LINE_TIMEOUT_S       5u    /* a line started and not finished */
+#define WIRE_IDLE_TIMEOUT_S       60u   /* nothing asked, nothing awaited, not subscribed */
+#define WIRE_MAX_FDS              1u    /* per request; only flash takes one */
+#define WIRE_PROGRESS_PER_SECOND  4u    /* job.progress events per job per subscriber */
+#define WIRE_MAX_HISTORY_LIMIT    1000u /* records in one `history` reply */
+/* A `history` page is cut (and `next` set) past this: with the half of WIRE_MAX_OUTPUT at
+ * which the server stops reading a client's requests, it stays under WIRE_MAX_OUTPUT, so a
+ * client pipelining history requests is never dropped for its own answers. */
+#define WIRE_MAX_PAGE_BYTES        (WIRE_MAX_OUTPUT / 2 - 64u * 1024u)
 #define WIRE_HISTORY_LIMIT_DEFAULT 100u
 #define WIRE_SHA256_HEX            64u /* a SHA-256 in lowercase hex */
 
