@@ -728,6 +728,102 @@ out:
     ctx_done(&c);
 }
 
+/* ---- retries and lost boards, with another client served meanwhile ---- */
+
+/* Job 1, the case's only job, once it is final (NULL after 60 s); *m owns it. Another
+ * client's status is probed all the while. */
+static json_object *final_job(Ctx *c, Conn *k, WireMessage *m)
+{
+    Conn probe = {.fd = -1};
+    json_object *job = NULL;
+
+    if (!conn_open(c, &probe))
+        return NULL;
+    for (int waited = 0; waited < 60000 && !job; waited += 200) {
+        const char *state;
+
+        if (call(c, k, "job", "{\"id\":1}", -1, m) && m->type == WIRE_MESSAGE_REPLY) {
+            state = get_str(m->result, "job.state");
+            if (state && (!strcmp(state, "succeeded") || !strcmp(state, "failed")))
+                job = get(m->result, "job");
+        }
+        if (!job) {
+            wire_message_done(m);
+            *m = (WireMessage){};
+            responsive(c, &probe);
+            pause_ms(c, 200);
+        }
+    }
+    conn_close(&probe);
+    return job;
+}
+
+/* The board stops answering after block 10 once: the retry resets it and flashes it whole. */
+static void case_hang_retry(void)
+{
+    Conn k = {.fd = -1};
+    json_object *job, *attempts;
+    WireMessage m = {};
+    EmuBoardInfo info;
+    EmuBoard *b;
+    Ctx c;
+
+    require(bed_start(&c, "transfer-timeout-ms = 1000\nretries = 1\n[rule s2]\nimage = " FIXTURE),
+            "espdfud did not start");
+    require(conn_open(&c, &k) && responsive(&c, &k), "status");
+    b = plug(&c, "1-1", "esp32s2:dfu,hang-at=10,fault-attempts=1");
+    check(wait_probing(&c, &k, board_flashed, (void *[]){&c, b}, 60000),
+          "the retry did not flash the board byte-exact");
+    job = final_job(&c, &k, &m);
+    require(job, "no final job");
+    check(!strcmp(get_str(job, "state"), "succeeded"), "job: %s", get_str(job, "state"));
+    check(!get(job, "error"), "a job that succeeded carries an error");
+    attempts = get(job, "attempts");
+    check(attempts && json_object_array_length(attempts) == 2, "attempts: %s",
+          json_object_to_json_string(attempts));
+    check(get(json_object_array_get_idx(attempts, 0), "error") &&
+                  !get(json_object_array_get_idx(attempts, 1), "error"),
+          "the first attempt's error, the second's none: %s", json_object_to_json_string(attempts));
+    emu_board_info(b, &info);
+    check(info.resets >= 1, "no USB reset before the retry");
+    check(responsive(&c, &k), "status at the end");
+out:
+    wire_message_done(&m);
+    report_probes();
+    conn_close(&k);
+    ctx_done(&c);
+}
+
+/* The board vanishes when block 80 arrives: the job's error names block 80, exactly. */
+static void case_unplug_block(void)
+{
+    Conn k = {.fd = -1};
+    json_object *job, *error;
+    WireMessage m = {};
+    Ctx c;
+
+    require(bed_start(&c, "[rule s2]\nimage = " FIXTURE), "espdfud did not start");
+    require(conn_open(&c, &k) && responsive(&c, &k), "status");
+    plug(&c, "1-1", "esp32s2:dfu,poll=5,unplug-at=80");
+    job = final_job(&c, &k, &m);
+    require(job, "no final job");
+    error = get(job, "error");
+    check(!strcmp(get_str(job, "state"), "failed"), "job: %s", get_str(job, "state"));
+    check(error && !strcmp(get_str(error, "code"), "disconnected"), "error: %s",
+          json_object_to_json_string(error));
+    check(get_int(error, "block") == 80, "error block %" PRId64 ", want 80: %s",
+          get_int(error, "block"), json_object_to_json_string(error));
+    check(get_str(error, "phase") && !strcmp(get_str(error, "phase"), "download"), "phase: %s",
+          json_object_to_json_string(error));
+    check(get_int(error, "offset") == 80 * 64, "offset: %s", json_object_to_json_string(error));
+    check(responsive(&c, &k), "status at the end");
+out:
+    wire_message_done(&m);
+    report_probes();
+    conn_close(&k);
+    ctx_done(&c);
+}
+
 static const E2eCase cases[] = {
         {"half-lines", case_half_lines},
         {"fifo-reload", case_fifo_reload},
@@ -736,6 +832,8 @@ static const E2eCase cases[] = {
         {"control-chars", case_control_chars},
         {"pipelining-fair", case_pipelining_fair},
         {"many-images", case_many_images},
+        {"hang-retry", case_hang_retry},
+        {"unplug-block", case_unplug_block},
 };
 
 int main(int argc, char **argv)

@@ -12,7 +12,7 @@ target_include_directories(test-wire PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 if(ESPDFU_EMULATOR_TESTS)
   set(e2e-server_CASES methods flash cancel permission many slow-subscriber garbage)
   set(e2e-hostile_CASES half-lines trickle fifo-reload blocking-image control-chars pipelining-fair
-                        many-images)
+                        many-images hang-retry unplug-block)
   foreach(prog e2e-server e2e-hostile)
     add_executable(${prog} ${prog}.c)
     target_link_libraries(${prog} PRIVATE espdfu-emu-lib espdfu-core)
