@@ -107,7 +107,8 @@ void client_send(Client *c, const char *line, size_t len);
 void client_close_after_flush(Client *c);
 void client_send_error(Client *c, const WireId *id, WireError code, const char *detail,
                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-void client_send_result(Client *c, const WireId *id, json_object *result); /* takes result */
+void client_send_result(Client *c, const WireId *id, json_object *result);     /* takes result */
+void client_send_result_text(Client *c, const WireId *id, const char *result); /* JSON text */
 
 /*
  * A request under way (server.h): the client reads no further request until

@@ -181,99 +181,36 @@ static int on_jobs(void *userdata, ServerCall *call, WireRequest *req, int fd, S
     return answer(reply, list ? one("jobs", list) : NULL);
 }
 
-/* What a `job` or `history` call asked the store, for its answer. */
-typedef struct StoreAsk {
-    ServerCall *call;
-    WireMethod method;
-    unsigned limit;
-    bool ascending;
-} StoreAsk;
-
-/* How many records, in order, fit in one reply line (WIRE_MAX_OUTPUT), with room to spare. */
-static size_t fit_reply(json_object *records)
+/* The store's answer to `job` for a job no longer in memory. */
+static void on_job_found(void *userdata, int r, const char *message, json_object *records,
+                         uint64_t last)
 {
-    size_t n = json_object_array_length(records), used = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        used += strlen(json_object_to_json_string_ext(json_object_array_get_idx(records, i),
-                                                      JSON_C_TO_STRING_PLAIN)) +
-                1;
-        if (used > WIRE_MAX_PAGE_BYTES)
-            return i;
-    }
-    return n;
-}
-
-static int history_result(StoreAsk *ask, json_object *records, uint64_t last, ServerReply *reply)
-{
-    json_object *o = json_object_new_object();
-    bool full = json_object_array_length(records) >= ask->limit;
-    size_t k = fit_reply(records);
-
-    /* Records come in query order: a page cut to fit ends where the next begins. */
-    if (k < json_object_array_length(records)) {
-        json_object_array_del_idx(records, k, json_object_array_length(records) - k);
-        full = k > 0;
-        last = k > 0 ? (uint64_t)json_object_get_int64(json_object_object_get(
-                               json_object_array_get_idx(records, k - 1), "id"))
-                     : 0;
-    }
-    if (!ask->ascending)
-        json_array_reverse(records); /* newest last, as `history` answers */
-    put(o, "records", json_object_get(records));
-    put(o, "next", full && last ? json_object_new_int64((int64_t)last) : NULL);
-    return answer(reply, o);
-}
-
-static void on_store_answer(void *userdata, int r, const char *message, json_object *records,
-                            uint64_t last)
-{
-    StoreAsk *ask = userdata;
+    ServerCall *call = userdata;
     ServerReply reply = {};
 
-    if (r == -ENOENT && ask->method == WIRE_METHOD_JOB)
+    if (r == -ENOENT)
         r = server_reply_error(&reply, WIRE_ERROR_NOT_FOUND, NULL, "%s", message);
     else if (r < 0) {
         log_error("client %" PRIu64 ": reading the job store failed: %s",
-                  server_call_peer(ask->call)->serial, message);
+                  server_call_peer(call)->serial, message);
         r = server_reply_error(&reply, WIRE_ERROR_INTERNAL, NULL,
                                "reading the job store failed: %s", message);
-    } else if (ask->method == WIRE_METHOD_JOB)
+    } else
         r = answer(&reply, one("job", json_object_get(json_object_array_get_idx(records, 0))));
-    else
-        r = history_result(ask, records, last, &reply);
     json_object_put(records);
-    server_call_reply(ask->call, r, &reply);
-    free(ask);
+    server_call_reply(call, r, &reply);
 }
 
-/* Ask the store; the answer comes to on_store_answer(). */
-static int ask_store(Methods *x, ServerCall *call, const WireRequest *req, const StoreQuery *q,
-                     uint64_t id, ServerReply *reply)
+/* Asking the store: later, or an error now (no store, a full queue). */
+static int store_asked(int r, ServerReply *reply)
 {
-    Store *st = manager_get_store(x->manager);
-    StoreAsk *ask;
-    int r;
-
-    if (!st)
+    if (r == -ENODEV)
         return server_reply_error(reply, WIRE_ERROR_INTERNAL, NULL, "the job store is not open");
-    ask = calloc(1, sizeof(*ask));
-    if (!ask)
-        return -ENOMEM;
-    *ask = (StoreAsk){.call = call,
-                      .method = req->method,
-                      .limit = q ? q->limit : 1,
-                      .ascending = q && (q->ascending || q->after)};
-    r = q ? store_query(st, q, on_store_answer, ask) : store_get(st, id, on_store_answer, ask);
-    if (r < 0) {
-        free(ask);
-        if (r == -EAGAIN)
-            return server_reply_error(reply, WIRE_ERROR_INTERNAL, NULL,
-                                      "the job store is busy: %u requests wait; try again",
-                                      STORE_OPS_MAX);
-        return r;
-    }
-    return SERVER_REPLY_LATER;
+    if (r == -EAGAIN)
+        return server_reply_error(reply, WIRE_ERROR_INTERNAL, NULL,
+                                  "the job store is busy: %u requests wait; try again",
+                                  STORE_OPS_MAX);
+    return r < 0 ? r : SERVER_REPLY_LATER;
 }
 
 static int on_job(void *userdata, ServerCall *call, WireRequest *req, int fd, ServerReply *reply)
@@ -281,15 +218,33 @@ static int on_job(void *userdata, ServerCall *call, WireRequest *req, int fd, Se
     Methods *x = userdata;
     const Job *j = manager_get_job(x->manager, req->job.id);
 
+    Store *st = manager_get_store(x->manager);
+
     if (j)
         return answer(reply, one("job", job_to_json(j)));
     /* Finished before the last restart, or pushed out of memory: the store has it. */
-    return ask_store(x, call, req, NULL, req->job.id, reply);
+    return store_asked(st ? store_get(st, req->job.id, on_job_found, call) : -ENODEV, reply);
+}
+
+/* The store's page of history, as text: the loop only copies it into the reply. */
+static void on_history_page(void *userdata, int r, const char *message, char *page)
+{
+    ServerCall *call = userdata;
+    ServerReply reply = {.result_text = page};
+
+    if (r < 0) {
+        log_error("client %" PRIu64 ": reading the job store failed: %s",
+                  server_call_peer(call)->serial, message);
+        r = server_reply_error(&reply, WIRE_ERROR_INTERNAL, NULL,
+                               "reading the job store failed: %s", message);
+    }
+    server_call_reply(call, r, &reply);
 }
 
 static int on_history(void *userdata, ServerCall *call, WireRequest *req, int fd,
                       ServerReply *reply)
 {
+    Store *st = manager_get_store(((Methods *)userdata)->manager);
     const StoreQuery q = {
             .path = req->history.path,
             .result = req->history.result,
@@ -301,7 +256,9 @@ static int on_history(void *userdata, ServerCall *call, WireRequest *req, int fd
             .limit = req->history.limit,
     };
 
-    return ask_store(userdata, call, req, &q, 0, reply);
+    /* Built and cut to WIRE_MAX_PAGE_BYTES on the store's thread. */
+    return store_asked(
+            st ? store_page(st, &q, WIRE_MAX_PAGE_BYTES, on_history_page, call) : -ENODEV, reply);
 }
 
 static int on_subscribe(void *userdata, ServerCall *call, WireRequest *req, int fd,

@@ -586,6 +586,21 @@ void client_send_result(Client *c, const WireId *id, json_object *result)
     client_send(c, line, strlen(line));
 }
 
+void client_send_result_text(Client *c, const WireId *id, const char *result)
+{
+    _cleanup_free_ char *line = NULL;
+
+    if (wire_build_reply_text(id, result, &line) < 0) {
+        client_send_error(c, id, WIRE_ERROR_INTERNAL, NULL, "out of memory");
+        return;
+    }
+    if (strlen(line) > WIRE_MAX_OUTPUT) {
+        client_send_error(c, id, WIRE_ERROR_INTERNAL, NULL, "the reply would pass 1 MiB");
+        return;
+    }
+    client_send(c, line, strlen(line));
+}
+
 static int client_update_events(Client *c)
 {
     uint32_t ev = 0;
@@ -881,18 +896,22 @@ static void call_send(ServerCall *call, int r, ServerReply *reply)
         if (c || r != -ENOTCONN)
             log_errno(LOG_ERR, r, "client %" PRIu64 ": %s failed", call->peer.serial, method);
         json_object_put(TAKE_PTR(reply->result));
+        reply->result_text = (free(reply->result_text), NULL);
         if (c)
             client_send_error(c, &call->id, WIRE_ERROR_INTERNAL, NULL, "%s failed: %s", method,
                               strerror(-r));
     } else if (r == SERVER_REPLY_ERROR) {
         json_object_put(TAKE_PTR(reply->result));
+        reply->result_text = (free(reply->result_text), NULL);
         if (c)
             client_send_error(c, &call->id, reply->error, reply->detail[0] ? reply->detail : NULL,
                               "%s", reply->message);
-    } else if (c)
+    } else if (c && reply->result_text)
+        client_send_result_text(c, &call->id, reply->result_text);
+    else if (c)
         client_send_result(c, &call->id, TAKE_PTR(reply->result));
-    else
-        json_object_put(TAKE_PTR(reply->result));
+    json_object_put(TAKE_PTR(reply->result));
+    reply->result_text = (free(reply->result_text), NULL);
 }
 
 /* The one answer, then the call is over: the client's next request may come. */

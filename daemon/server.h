@@ -33,6 +33,7 @@ typedef struct ServerPeer {
 /* What a handler answers: a result (taken), or an error. */
 typedef struct ServerReply {
     json_object *result;
+    char *result_text; /* or the result as JSON text already (taken): sent as it is */
     WireError error;
     char detail[64]; /* "" for none */
     char message[512];

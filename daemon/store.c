@@ -25,6 +25,7 @@ typedef enum OpType {
     OP_INSERT,
     OP_QUERY,
     OP_GET,
+    OP_PAGE,
 } OpType;
 
 /* A row owned by the store: its strings copied. */
@@ -45,6 +46,8 @@ typedef struct Op {
     uint64_t get_id;
     StoreInsertFn insert_fn;
     StoreQueryFn query_fn;
+    StorePageFn page_fn;
+    size_t max_bytes;
     void *userdata;
     /* out */
     int r;
@@ -52,6 +55,7 @@ typedef struct Op {
     uint64_t *ids;
     json_object *records;
     uint64_t last;
+    char *page;
     /* OP_READY */
     StoreDbOpenInfo info;
     unsigned recovered;
@@ -145,6 +149,7 @@ static void op_free(Op *op)
     free(op->ids);
     free(op->plugs);
     json_object_put(op->records);
+    free(op->page);
     free(op);
 }
 
@@ -397,6 +402,53 @@ static void thread_insert(Store *s, Op *op)
         set_result(s, r, op->message);
 }
 
+/* The records (in query order) as a page's text: cut at max_bytes, newest last. */
+static int page_text(Op *op)
+{
+    size_t n = json_object_array_length(op->records), k = 0, used = 0, len = 0;
+    bool descending = !(op->query.ascending || op->query.after), full;
+    _cleanup_free_ const char **texts = calloc(n + 1, sizeof(*texts));
+    char *page, *p;
+
+    if (!texts)
+        return -ENOMEM;
+    for (; k < n; k++) {
+        texts[k] = json_object_to_json_string_ext(json_object_array_get_idx(op->records, k),
+                                                  JSON_C_TO_STRING_PLAIN |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!texts[k])
+            return -ENOMEM;
+        if (used + strlen(texts[k]) + 1 > op->max_bytes && k > 0)
+            break;
+        used += strlen(texts[k]) + 1;
+    }
+    /* Full: the next page may hold more; its cursor is the last record taken. */
+    full = k > 0 && (k < n || n >= op->query.limit);
+    if (k < n || !full)
+        op->last = k > 0 ? (uint64_t)json_object_get_int64(json_object_object_get(
+                                   json_object_array_get_idx(op->records, k - 1), "id"))
+                         : 0;
+    page = p = malloc(used + 64);
+    if (!page)
+        return -ENOMEM;
+    p += sprintf(p, "{\"records\":[");
+    for (size_t i = 0; i < k; i++) {
+        const char *t = texts[descending ? k - 1 - i : i];
+
+        len = strlen(t);
+        if (i)
+            *p++ = ',';
+        memcpy(p, t, len);
+        p += len;
+    }
+    if (full && op->last)
+        sprintf(p, "],\"next\":%" PRIu64 "}", op->last);
+    else
+        sprintf(p, "],\"next\":null}");
+    op->page = page;
+    return 0;
+}
+
 static void thread_query(Store *s, Op *op)
 {
     if (!s->db) {
@@ -419,6 +471,8 @@ static void thread_query(Store *s, Op *op)
     }
     op->r = store_db_query(s->db, &op->query, collect_record, op->records, &op->last, op->message,
                            sizeof(op->message));
+    if (op->r >= 0 && op->type == OP_PAGE)
+        op->r = page_text(op);
 }
 
 static void thread_prune(Store *s)
@@ -551,6 +605,10 @@ static void dispatch(Store *s, Op *op)
     case OP_INSERT:
         if (op->insert_fn)
             op->insert_fn(op->userdata, op->r, op->message, op->ids, op->n_rows);
+        break;
+    case OP_PAGE:
+        if (op->page_fn)
+            op->page_fn(op->userdata, op->r, op->message, op->r >= 0 ? TAKE_PTR(op->page) : NULL);
         break;
     case OP_QUERY:
     case OP_GET:
@@ -865,22 +923,45 @@ static int dup_or_null(const char *src, char **dst)
     return src && !(*dst = strdup(src)) ? -ENOMEM : 0;
 }
 
-int store_query(Store *s, const StoreQuery *q, StoreQueryFn fn, void *userdata)
+/* A query op with its strings copied; NULL when out of memory. */
+static Op *query_op_new(const StoreQuery *q, void *userdata)
 {
     Op *op = calloc(1, sizeof(*op));
 
     if (!op)
-        return -ENOMEM;
-    *op = (Op){.type = OP_QUERY, .query = *q, .query_fn = fn, .userdata = userdata};
+        return NULL;
+    *op = (Op){.type = OP_QUERY, .query = *q, .userdata = userdata};
     if (dup_or_null(q->path, &op->q_path) < 0 || dup_or_null(q->result, &op->q_result) < 0 ||
         dup_or_null(q->sha256, &op->q_sha256) < 0 || dup_or_null(q->mac, &op->q_mac) < 0) {
         op_free(op);
-        return -ENOMEM;
+        return NULL;
     }
     op->query.path = op->q_path;
     op->query.result = op->q_result;
     op->query.sha256 = op->q_sha256;
     op->query.mac = op->q_mac;
+    return op;
+}
+
+int store_query(Store *s, const StoreQuery *q, StoreQueryFn fn, void *userdata)
+{
+    Op *op = query_op_new(q, userdata);
+
+    if (!op)
+        return -ENOMEM;
+    op->query_fn = fn;
+    return queue_op(s, op);
+}
+
+int store_page(Store *s, const StoreQuery *q, size_t max_bytes, StorePageFn fn, void *userdata)
+{
+    Op *op = query_op_new(q, userdata);
+
+    if (!op)
+        return -ENOMEM;
+    op->type = OP_PAGE;
+    op->page_fn = fn;
+    op->max_bytes = max_bytes;
     return queue_op(s, op);
 }
 

@@ -91,6 +91,15 @@ int store_insert_jobs(Store *s, const StoreJobRow *rows, size_t n, const StorePl
 int store_put_job(Store *s, const StoreJobRow *row);
 int store_put_plug(Store *s, const StorePlug *plug); /* plug->id set */
 
+/*
+ * One page of a query as JSON text, built on the store's thread so the loop only
+ * copies it: {"records":[Job...], "next":ID|null}, records in id order (newest last)
+ * or, ascending, oldest first. It holds at most max_bytes of records (then cut short,
+ * next set); next is the cursor for the following page when the page is full.
+ */
+typedef void (*StorePageFn)(void *userdata, int r, const char *message, char *page /* taken */);
+int store_page(Store *s, const StoreQuery *q, size_t max_bytes, StorePageFn fn, void *userdata);
+
 /* Queries (strings copied). limit <= 1000 for one answer. */
 int store_query(Store *s, const StoreQuery *q, StoreQueryFn fn, void *userdata);
 int store_get(Store *s, uint64_t id, StoreQueryFn fn, void *userdata); /* records: [job] */

@@ -337,6 +337,18 @@ int wire_build_reply(const WireId *id, json_object *result, char **ret)
     return r;
 }
 
+int wire_build_reply_text(const WireId *id, const char *result, char **ret)
+{
+    json_object *v = id_to_json(id);
+    const char *idtext = v ? json_object_to_json_string_ext(
+                                     v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+                           : "null";
+    int r = asprintf(ret, "{\"id\":%s,\"result\":%s}\n", idtext, result);
+
+    json_object_put(v);
+    return r < 0 ? -ENOMEM : 0;
+}
+
 static json_object *error_object(WireError code, const char *message, const char *detail)
 {
     json_object *e = json_object_new_object();

@@ -249,6 +249,9 @@ void wire_request_move(WireRequest *dst, WireRequest *src);
 
 /* {"id":ID,"result":RESULT}. result is borrowed (NULL: {}). */
 int wire_build_reply(const WireId *id, json_object *result, char **ret);
+/* The same with RESULT already JSON text (one object or array, no newline), e.g. a
+ * history page the store thread built; it is trusted to be valid JSON. */
+int wire_build_reply_text(const WireId *id, const char *result, char **ret);
 /* {"id":ID,"error":{"code":..,"message":..[,"detail":..]}}. detail may be NULL. */
 int wire_build_error(const WireId *id, WireError code, const char *message, const char *detail,
                      char **ret);
