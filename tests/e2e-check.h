@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -65,6 +66,48 @@ static void remove_tree(const char *dir)
     if (d)
         g_dir_close(d);
     rmdir(dir);
+}
+
+/* ---- the emulated boards every e2e harness plugs ---- */
+
+#define E2E_SUFFIX 16u /* a dfu.bin's DFU suffix: what a board does not receive */
+
+/* A board plugged into the testbed; the case ends (exit 1) saying why when it cannot be. */
+static inline EmuBoard *e2e_plug(Emu *e, const char *path, const char *spec)
+{
+    EmuBoardConfig cfg;
+    EmuBoard *b = NULL;
+    g_autofree char *err = NULL;
+    int r;
+
+    if (emu_board_config_parse(spec, &cfg, &err) < 0) {
+        fprintf(stderr, "FAIL: board spec %s: %s\n", spec, err ? err : "");
+        exit(1);
+    }
+    r = emu_add_board(e, path, &cfg, &b);
+    if (r < 0) {
+        fprintf(stderr, "FAIL: cannot plug %s %s: %s\n", path, spec, g_strerror(-r));
+        exit(1);
+    }
+    return b;
+}
+
+/* The board received the image (file, len bytes) minus its suffix, byte for byte. */
+static inline bool e2e_received(EmuBoard *b, const uint8_t *file, size_t len)
+{
+    g_autofree uint8_t *got = NULL;
+    size_t n = 0;
+
+    emu_board_received(b, &got, &n);
+    return len > E2E_SUFFIX && n == len - E2E_SUFFIX && memcmp(got, file, n) == 0;
+}
+
+static inline EmuBoardInfo e2e_info(EmuBoard *b)
+{
+    EmuBoardInfo i;
+
+    emu_board_info(b, &i);
+    return i;
 }
 
 typedef struct E2eCase {

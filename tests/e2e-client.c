@@ -97,15 +97,7 @@ static void ctx_done(Ctx *c)
 
 static EmuBoard *plug(Ctx *c, const char *path, const char *spec)
 {
-    EmuBoardConfig cfg;
-    EmuBoard *b = NULL;
-    g_autofree char *err = NULL;
-
-    if (emu_board_config_parse(spec, &cfg, &err) < 0 || emu_add_board(c->e, path, &cfg, &b) < 0) {
-        fprintf(stderr, "FAIL: cannot plug %s %s: %s\n", path, spec, err ? err : "");
-        exit(1);
-    }
-    return b;
+    return e2e_plug(c->e, path, spec);
 }
 
 /* No rules: jobs come from espdfuctl flash only. */
@@ -258,19 +250,12 @@ static void run_done(Run *run)
 
 static bool received_image(Ctx *c, EmuBoard *b)
 {
-    g_autofree uint8_t *got = NULL;
-    size_t n = 0;
-
-    emu_board_received(b, &got, &n);
-    return n == c->len - SUFFIX && memcmp(got, c->file, n) == 0;
+    return e2e_received(b, c->file, c->len);
 }
 
 static EmuBoardInfo info_of(EmuBoard *b)
 {
-    EmuBoardInfo i;
-
-    emu_board_info(b, &i);
-    return i;
+    return e2e_info(b);
 }
 
 /* The state of job id in `jobs --json`, "" when absent; g_free it. */

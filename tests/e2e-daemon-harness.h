@@ -109,21 +109,7 @@ static void ctx_done(Ctx *c)
 
 static EmuBoard *plug(Ctx *c, const char *path, const char *spec)
 {
-    EmuBoardConfig cfg;
-    EmuBoard *b = NULL;
-    g_autofree char *err = NULL;
-    int r;
-
-    if (emu_board_config_parse(spec, &cfg, &err) < 0) {
-        fprintf(stderr, "FAIL: board spec %s: %s\n", spec, err);
-        exit(1);
-    }
-    r = emu_add_board(c->e, path, &cfg, &b);
-    if (r < 0) {
-        fprintf(stderr, "FAIL: cannot plug %s: %s\n", path, g_strerror(-r));
-        exit(1);
-    }
-    return b;
+    return e2e_plug(c->e, path, spec);
 }
 
 /* [daemon] settings plus one rule for every board, on the fixture image. */
@@ -223,17 +209,10 @@ static void pause_ms(Ctx *c, int ms)
 
 static bool received_image(Ctx *c, EmuBoard *b)
 {
-    g_autofree uint8_t *got = NULL;
-    size_t n = 0;
-
-    emu_board_received(b, &got, &n);
-    return n == c->len - SUFFIX && memcmp(got, c->file, n) == 0;
+    return e2e_received(b, c->file, c->len);
 }
 
 static EmuBoardInfo info_of(EmuBoard *b)
 {
-    EmuBoardInfo i;
-
-    emu_board_info(b, &i);
-    return i;
+    return e2e_info(b);
 }

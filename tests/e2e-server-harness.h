@@ -112,13 +112,7 @@ static void ctx_done(Ctx *c)
 
 static EmuBoard *plug(Ctx *c, const char *path, const char *spec)
 {
-    EmuBoardConfig cfg;
-    EmuBoard *b = NULL;
-    g_autofree char *err = NULL;
-
-    if (emu_board_config_parse(spec, &cfg, &err) < 0 || emu_add_board(c->e, path, &cfg, &b) < 0)
-        die("cannot plug a board");
-    return b;
+    return e2e_plug(c->e, path, spec);
 }
 
 static void write_config(Ctx *c, const char *extra)
@@ -195,11 +189,7 @@ static unsigned log_count(Ctx *c, const char *needle)
 
 static bool received_image(Ctx *c, EmuBoard *b)
 {
-    g_autofree uint8_t *got = NULL;
-    size_t n = 0;
-
-    emu_board_received(b, &got, &n);
-    return n == c->len - SUFFIX && memcmp(got, c->file, n) == 0;
+    return e2e_received(b, c->file, c->len);
 }
 
 static unsigned daemon_fds(Ctx *c)

@@ -15,10 +15,7 @@
 
 static EmuBoardInfo info_of(EmuBoard *b)
 {
-    EmuBoardInfo i;
-
-    emu_board_info(b, &i);
-    return i;
+    return e2e_info(b);
 }
 
 /* The fixture with one byte flipped inside the archive: the CRC no longer matches. */
