@@ -48,9 +48,6 @@ static const char *const format_names[_FORMAT_MAX] = {
         [FORMAT_CSV] = "csv",
 };
 
-/* The final job states: all a history holds. */
-static const char *const results[] = {"succeeded", "failed", "cancelled", "interrupted", "expired"};
-
 typedef struct HistoryArgs {
     const char *path, *result, *state_dir;
     char sha256[WIRE_SHA256_HEX + 1]; /* "" when not given */
@@ -630,11 +627,10 @@ static int number_arg(const char *key, const char *s, long long min, long long m
 
 static int result_arg(HistoryArgs *a, const char *s)
 {
-    for (size_t i = 0; i < ELEMENTSOF(results); i++)
-        if (strcmp(s, results[i]) == 0) {
-            a->result = results[i];
-            return -1;
-        }
+    if (wire_job_state_is_final(s)) {
+        a->result = s; /* argv outlives the command */
+        return -1;
+    }
     return ctl_usage("history",
                      "--result: '%s' is not succeeded, failed, cancelled, interrupted or expired",
                      s);

@@ -40,9 +40,7 @@ bool station_use_colour(void)
 
 bool station_state_is_final(const char *state)
 {
-    return state && (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
-                     strcmp(state, "cancelled") == 0 || strcmp(state, "interrupted") == 0 ||
-                     strcmp(state, "expired") == 0);
+    return wire_job_state_is_final(state);
 }
 
 /* What the daemon says, as the screen may show it: control characters escaped. */

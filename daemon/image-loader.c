@@ -21,7 +21,7 @@
 #include "timeutil.h"
 #include "util.h"
 
-struct ImageLoad {
+typedef struct ImageLoad {
     ImageLoader *loader;
     pthread_t thread;
     int fd;
@@ -33,12 +33,12 @@ struct ImageLoad {
     ErrInfo err;
     bool done;
     bool orphaned;  /* the loader is gone: the thread frees this itself */
-    bool abandoned; /* the main side answered already (deadline) or does not care (cancel) */
+    bool abandoned; /* answered already: its deadline passed, or the loader is going */
     sd_event_source *timer;
     ImageLoadFn fn;
     void *userdata;
     struct ImageLoad *next;
-};
+} ImageLoad;
 
 struct ImageLoader {
     sd_event *event;
@@ -236,8 +236,7 @@ ImageLoader *image_loader_free(ImageLoader *l)
     return NULL;
 }
 
-int image_loader_load(ImageLoader *l, int fd, uint64_t timeout_usec, ImageLoadFn fn, void *userdata,
-                      ImageLoad **ret)
+int image_loader_load(ImageLoader *l, int fd, uint64_t timeout_usec, ImageLoadFn fn, void *userdata)
 {
     _cleanup_close_ int owned = fd;
     ImageLoad *ld;
@@ -278,20 +277,5 @@ int image_loader_load(ImageLoader *l, int fd, uint64_t timeout_usec, ImageLoadFn
         load_free(ld);
         return r;
     }
-    if (ret)
-        *ret = ld;
     return 0;
-}
-
-void image_load_cancel(ImageLoad *ld)
-{
-    if (!ld)
-        return;
-    ld->abandoned = true;
-    ld->timer = sd_event_source_disable_unref(ld->timer);
-}
-
-unsigned image_loader_busy(const ImageLoader *l)
-{
-    return l->n;
 }

@@ -263,8 +263,7 @@ int method_flash(void *userdata, ServerCall *call, WireRequest *req, int fd, Ser
         default_name(image_fd, a->name, sizeof(a->name));
     /* Read and hashed on a thread: a file that blocks or a huge image never stops the loop. */
     r = image_loader_load(x->images, TAKE_FD(image_fd),
-                          (uint64_t)config->image_timeout_s * USEC_PER_SEC, on_image_loaded, a,
-                          NULL);
+                          (uint64_t)config->image_timeout_s * USEC_PER_SEC, on_image_loaded, a);
     if (r < 0) {
         free(a);
         if (r == -EBUSY)

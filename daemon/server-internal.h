@@ -97,8 +97,6 @@ struct Server {
 };
 
 /* server.c */
-/* Root, or the daemon's group as the primary or a supplementary group. */
-bool client_may_change(const Client *c);
 /* A warning about a peer, at most one per uid per SERVER_PEER_LOG_INTERVAL. */
 void peer_log(Client *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Queue a complete line (ending in \n) for c. Over the limit: c is dropped. */

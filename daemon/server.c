@@ -264,7 +264,8 @@ static int read_credentials(Client *c)
     return r;
 }
 
-bool client_may_change(const Client *c)
+/* Root, or the daemon's group as the primary or a supplementary group. */
+static bool client_may_change(const Client *c)
 {
     const Server *s = c->server;
 
@@ -984,11 +985,6 @@ void server_call_reply(ServerCall *call, int r, ServerReply *reply)
 const ServerPeer *server_call_peer(const ServerCall *call)
 {
     return &call->peer;
-}
-
-const WireId *server_call_id(const ServerCall *call)
-{
-    return &call->id;
 }
 
 bool server_call_connected(const ServerCall *call)

@@ -71,8 +71,6 @@ int server_adopt(Server *s, int fd);
 /* ---- for handlers ---- */
 
 const ServerPeer *server_call_peer(const ServerCall *call);
-/* The request's id. */
-const WireId *server_call_id(const ServerCall *call);
 /* Its client is still connected (an answer later may find nobody). */
 bool server_call_connected(const ServerCall *call);
 /* The client wants events from now on. */

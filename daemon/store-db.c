@@ -18,7 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "timeutil.h"
 #include "util.h"
+#include "wire.h"
 
 #define BUSY_TIMEOUT_MS 2000 /* a stray reader or `sqlite3` shell: wait this long, then fail */
 #define LEGACY_LINE_MAX (256u * 1024u)
@@ -71,30 +73,6 @@ static const char *const migrations[] = {
 };
 _Static_assert(ELEMENTSOF(migrations) == STORE_DB_SCHEMA_VERSION,
                "one migration per schema version");
-
-static const char *const final_states[] = {"succeeded", "failed", "cancelled", "interrupted",
-                                           "expired"};
-static const char *const live_states[] = {"queued",      "waiting-for-board",
-                                          "detaching",   "waiting-for-replug",
-                                          "downloading", "manifesting"};
-
-static bool in_list(const char *s, const char *const *list, size_t n)
-{
-    for (size_t i = 0; s && i < n; i++)
-        if (strcmp(s, list[i]) == 0)
-            return true;
-    return false;
-}
-
-static bool state_is_final(const char *s)
-{
-    return in_list(s, final_states, ELEMENTSOF(final_states));
-}
-
-static bool state_is_known(const char *s)
-{
-    return state_is_final(s) || in_list(s, live_states, ELEMENTSOF(live_states));
-}
 
 /* ---- errors ---- */
 
@@ -507,14 +485,6 @@ uint64_t store_db_commits(const StoreDb *s)
 
 /* ---- jobs ---- */
 
-static uint64_t now_realtime_usec(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
 {
     if (s)
@@ -535,7 +505,8 @@ static void bind_usec_or_null(sqlite3_stmt *st, int i, uint64_t usec)
 static int bind_row(StoreDb *s, sqlite3_stmt *st, const StoreJobRow *row, char *err,
                     size_t err_size)
 {
-    if (!row->path || !row->state || !state_is_known(row->state) || !row->sha256 || !row->json) {
+    if (!row->path || !row->state || !wire_job_state_is_valid(row->state) || !row->sha256 ||
+        !row->json) {
         snprintf(err, err_size, "%s: job %" PRIu64 ": incomplete row refused", s->path, row->id);
         return -EINVAL;
     }
@@ -543,12 +514,12 @@ static int bind_row(StoreDb *s, sqlite3_stmt *st, const StoreJobRow *row, char *
     sqlite3_clear_bindings(st);
     sqlite3_bind_text(st, 1, row->path, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, row->state, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, state_is_final(row->state));
+    sqlite3_bind_int(st, 3, wire_job_state_is_final(row->state));
     sqlite3_bind_text(st, 4, row->sha256, -1, SQLITE_STATIC);
     bind_text_or_null(st, 5, row->mac);
     sqlite3_bind_int64(st, 6, (int64_t)row->created_usec);
     bind_usec_or_null(st, 7, row->finished_usec);
-    sqlite3_bind_int64(st, 8, (int64_t)now_realtime_usec());
+    sqlite3_bind_int64(st, 8, (int64_t)now_usec(CLOCK_REALTIME));
     sqlite3_bind_text(st, 9, row->json, -1, SQLITE_STATIC);
     return 0;
 }
@@ -722,7 +693,7 @@ bool store_job_json_valid(json_object *job, char *why, size_t why_size)
             snprintf(why, why_size, "\"%s\" is missing or of the wrong type", fields[i].key);
             return false;
         }
-    if (!state_is_known(str_of(job, "state"))) {
+    if (!wire_job_state_is_valid(str_of(job, "state"))) {
         snprintf(why, why_size, "unknown state");
         return false;
     }
@@ -818,7 +789,8 @@ int store_db_query(StoreDb *s, const StoreQuery *q, int (*fn)(void *userdata, js
     uint64_t last = 0;
     int rc, r = 0, i = 1;
 
-    if (q->limit == 0 || (q->before && q->after) || (q->result && !state_is_final(q->result))) {
+    if (q->limit == 0 || (q->before && q->after) ||
+        (q->result && !wire_job_state_is_final(q->result))) {
         snprintf(err, err_size, "invalid query");
         return -EINVAL;
     }
@@ -966,7 +938,7 @@ int store_db_open_plugs(StoreDb *s, const char *boot_id,
         snprintf(p.boot_id, sizeof(p.boot_id), "%s", boot_id);
         copy_column(st, 1, p.path, sizeof(p.path));
         copy_column(st, 6, p.outcome, sizeof(p.outcome));
-        if (!p.path[0] || (p.outcome[0] && !state_is_final(p.outcome))) {
+        if (!p.path[0] || (p.outcome[0] && !wire_job_state_is_final(p.outcome))) {
             warn(s, "%s: plug %" PRIu64 ": damaged row skipped", s->path, p.id);
             continue;
         }
@@ -1202,7 +1174,7 @@ static int import_line(StoreDb *s, const char *line, size_t len, const char *fil
     int r;
 
     if (!o || !store_job_json_valid(o, why, sizeof(why)) || int_of(o, "id") <= 0 ||
-        !state_is_final(str_of(o, "state"))) {
+        !wire_job_state_is_final(str_of(o, "state"))) {
         warn(s, "%s:%u: corrupt record skipped while importing", file, lineno);
         info->import_skipped++;
         json_object_put(o);

@@ -297,18 +297,6 @@ static int fill_id(WireRequest *r, json_object *params, WireFailure *f)
     return 0;
 }
 
-static bool is_result(const char *s)
-{
-    /* The final job states: only those are ever recorded. */
-    static const char *const results[] = {"succeeded", "failed", "cancelled", "interrupted",
-                                          "expired"};
-
-    for (size_t i = 0; i < ELEMENTSOF(results); i++)
-        if (strcmp(s, results[i]) == 0)
-            return true;
-    return false;
-}
-
 static bool is_sha256_hex(const char *s)
 {
     return strlen(s) == WIRE_SHA256_HEX && strspn(s, "0123456789abcdef") == WIRE_SHA256_HEX;
@@ -320,7 +308,7 @@ static int fill_history(WireRequest *r, json_object *params, WireFailure *f)
     int k;
 
     /* Only final states are recorded: anything else can never match. */
-    if (v && !is_result(json_object_get_string(v)))
+    if (v && !wire_job_state_is_final(json_object_get_string(v)))
         return fail(f, WIRE_ERROR_BAD_REQUEST,
                     "params.result: \"%.32s\" is not \"succeeded\", \"failed\", \"cancelled\", "
                     "\"interrupted\" or \"expired\"",

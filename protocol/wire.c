@@ -78,19 +78,37 @@ static const char *const wire_event_table[] = {
 };
 DEFINE_STRING_TABLE_LOOKUP(wire_event, WireEvent, _WIRE_EVENT_MAX)
 
+/* The Job states of docs/protocol.md; the daemon maps them with job_state_from_string(). */
+static const struct {
+    const char *name;
+    bool final;
+} job_states[] = {
+        {"queued", false},      {"waiting-for-board", false},
+        {"detaching", false},   {"waiting-for-replug", false},
+        {"downloading", false}, {"manifesting", false},
+        {"succeeded", true},    {"failed", true},
+        {"cancelled", true},    {"interrupted", true},
+        {"expired", true},
+};
+
+static int job_state_index(const char *s)
+{
+    for (size_t i = 0; s && i < ELEMENTSOF(job_states); i++)
+        if (strcmp(s, job_states[i].name) == 0)
+            return (int)i;
+    return -1;
+}
+
 bool wire_job_state_is_valid(const char *s)
 {
-    /* The Job states of docs/protocol.md; the daemon maps them with job_state_from_string(). */
-    static const char *const states[] = {
-            "queued",      "waiting-for-board", "detaching", "waiting-for-replug",
-            "downloading", "manifesting",       "succeeded", "failed",
-            "cancelled",   "interrupted",       "expired",
-    };
+    return job_state_index(s) >= 0;
+}
 
-    for (size_t i = 0; i < ELEMENTSOF(states); i++)
-        if (s && strcmp(s, states[i]) == 0)
-            return true;
-    return false;
+bool wire_job_state_is_final(const char *s)
+{
+    int i = job_state_index(s);
+
+    return i >= 0 && job_states[i].final;
 }
 
 /* The length of the sequence starting at s[0] if it is valid, else 0. RFC 3629 table 4. */

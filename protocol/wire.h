@@ -118,6 +118,8 @@ WireEvent wire_event_from_string(const char *s); /* _WIRE_EVENT_MAX when unknown
 
 /* The job states a `jobs` filter may name, besides "active" and "finished". */
 bool wire_job_state_is_valid(const char *s);
+/* succeeded, failed, cancelled, interrupted, expired: the results a history holds. */
+bool wire_job_state_is_final(const char *s);
 
 /* Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing above U+10FFFF. */
 bool wire_utf8_is_valid(const char *s, size_t len);
