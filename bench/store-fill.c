@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "store-db.h"
+#include "timeutil.h"
 
 #define N_PORTS  32u
 #define N_IMAGES 5u
@@ -57,15 +58,7 @@ static unsigned below(unsigned n)
     return (unsigned)(rnd() % n);
 }
 
-static uint64_t now_usec(int clock)
-{
-    struct timespec ts;
-
-    clock_gettime(clock, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* Seconds with microseconds, as json_time() writes them. */
+/* Seconds with microseconds, as wire_json_time() writes them. */
 static const char *t(char *buf, uint64_t usec)
 {
     snprintf(buf, 32, "%" PRIu64 ".%06" PRIu64, usec / 1000000u, usec % 1000000u);

@@ -11,6 +11,7 @@
 
 #include "job-json.h"
 #include "timeutil.h"
+#include "wire.h"
 
 JsonObj json_obj_new(void)
 {
@@ -46,20 +47,6 @@ json_object *json_obj_end(JsonObj *b)
     return b->o;
 }
 
-json_object *json_time(uint64_t realtime_usec)
-{
-    /* Seconds with microseconds; "%.6f" keeps them all (json-c's default shows 17 digits). */
-    json_object *o;
-    char buf[32];
-
-    if (realtime_usec == 0)
-        return NULL;
-    snprintf(buf, sizeof(buf), "%" PRIu64 ".%06" PRIu64, realtime_usec / USEC_PER_SEC,
-             realtime_usec % USEC_PER_SEC);
-    o = json_object_new_double_s((double)realtime_usec / 1e6, buf);
-    return o;
-}
-
 void json_array_reverse(json_object *a)
 {
     size_t n = json_object_array_length(a);
@@ -75,7 +62,7 @@ void json_array_reverse(json_object *a)
 
 void json_obj_add_time(JsonObj *b, const char *key, uint64_t usec)
 {
-    json_object *v = json_time(usec);
+    json_object *v = wire_json_time(usec);
 
     json_obj_add(b, key, v, usec == 0);
 }

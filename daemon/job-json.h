@@ -28,7 +28,6 @@ void json_obj_add_time(JsonObj *b, const char *key, uint64_t realtime_usec); /* 
 /* The object, or NULL (and everything freed) if any add failed. */
 json_object *json_obj_end(JsonObj *b);
 
-json_object *json_time(uint64_t realtime_usec); /* null for 0 */
 /* An array's elements in the opposite order, in place (newest first into newest last). */
 void json_array_reverse(json_object *a);
 json_object *job_to_json(const Job *j);

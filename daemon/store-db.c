@@ -952,14 +952,6 @@ int store_db_open_plugs(StoreDb *s, const char *boot_id,
 
 /* ---- recovery ---- */
 
-static json_object *json_time_of(uint64_t usec)
-{
-    char buf[32];
-
-    snprintf(buf, sizeof(buf), "%" PRIu64 ".%06" PRIu64, usec / 1000000u, usec % 1000000u);
-    return json_object_new_double_s((double)usec / 1e6, buf);
-}
-
 static int64_t int_of(json_object *o, const char *key)
 {
     json_object *v = NULL;
@@ -1025,11 +1017,11 @@ static int interrupt_document(json_object *job, const char *state, uint64_t stop
     snprintf(reason, sizeof(reason), "the daemon stopped at %s %s", when, where);
 
     json_object_object_add(job, "state", json_object_new_string("interrupted"));
-    json_object_object_add(job, "finished", json_time_of(now_usec));
+    json_object_object_add(job, "finished", wire_json_time(now_usec));
     if (json_object_object_get_ex(job, "history", &history) &&
         json_object_is_type(history, json_type_array) && (t = json_object_new_object())) {
         json_object_object_add(t, "state", json_object_new_string("interrupted"));
-        json_object_object_add(t, "at", json_time_of(now_usec));
+        json_object_object_add(t, "at", wire_json_time(now_usec));
         json_object_object_add(t, "reason", json_object_new_string(reason));
         json_object_array_add(history, t);
     }
@@ -1043,7 +1035,7 @@ static int interrupt_document(json_object *job, const char *state, uint64_t stop
 
         if (json_object_is_type(last, json_type_object) &&
             (!json_object_object_get_ex(last, "finished", &fin) || !fin)) {
-            json_object_object_add(last, "finished", json_time_of(stopped_usec));
+            json_object_object_add(last, "finished", wire_json_time(stopped_usec));
             json_object_object_add(last, "error", error ? json_object_get(error) : NULL);
         }
     }

@@ -6,6 +6,8 @@
 #include "wire.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,6 +99,17 @@ static int job_state_index(const char *s)
         if (strcmp(s, job_states[i].name) == 0)
             return (int)i;
     return -1;
+}
+
+json_object *wire_json_time(uint64_t realtime_usec)
+{
+    char buf[32];
+
+    if (realtime_usec == 0)
+        return NULL;
+    snprintf(buf, sizeof(buf), "%" PRIu64 ".%06" PRIu64, realtime_usec / 1000000u,
+             realtime_usec % 1000000u);
+    return json_object_new_double_s((double)realtime_usec / 1e6, buf);
 }
 
 bool wire_job_state_is_valid(const char *s)

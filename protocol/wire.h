@@ -118,6 +118,9 @@ WireEvent wire_event_from_string(const char *s); /* _WIRE_EVENT_MAX when unknown
 
 /* The job states a `jobs` filter may name, besides "active" and "finished". */
 bool wire_job_state_is_valid(const char *s);
+/* A time as the protocol writes it: Unix seconds with all six digits of microseconds, as a
+ * JSON number ("%.6f"; json-c's default shows 17 digits). NULL (JSON null) for 0. */
+json_object *wire_json_time(uint64_t realtime_usec);
 /* succeeded, failed, cancelled, interrupted, expired: the results a history holds. */
 bool wire_job_state_is_final(const char *s);
 
