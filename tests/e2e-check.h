@@ -10,6 +10,7 @@
  */
 
 #include <glib.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -66,6 +67,31 @@ static void remove_tree(const char *dir)
     if (d)
         g_dir_close(d);
     rmdir(dir);
+}
+
+/*
+ * The end of a case's bed: espdfud killed and reaped, the testbed freed, the
+ * daemon's log shown when the case failed (its last `tail` bytes; 0: all of
+ * it), the case's directory removed unless E2E_KEEP=1 keeps it for a look.
+ */
+static inline void e2e_teardown(Emu *e, EmuChild *daemon, pid_t pid, const char *log,
+                                const char *dir, size_t tail)
+{
+    if (daemon) {
+        kill(pid, SIGKILL);
+        emu_wait_child(e, daemon, 5000, &(int){0}, NULL);
+    }
+    emu_free(e);
+    if (failures) {
+        g_autofree char *text = NULL;
+
+        if (g_file_get_contents(log, &text, NULL, NULL))
+            fprintf(stderr, "---- espdfud's log%s:\n%s---- end of log\n",
+                    tail && strlen(text) > tail ? " (tail)" : "",
+                    tail && strlen(text) > tail ? text + strlen(text) - tail : text);
+    }
+    if (!getenv("E2E_KEEP"))
+        remove_tree(dir);
 }
 
 /* ---- the emulated boards every e2e harness plugs ---- */

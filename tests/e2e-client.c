@@ -74,19 +74,7 @@ static void ctx_init(Ctx *c)
 
 static void ctx_done(Ctx *c)
 {
-    if (c->daemon) {
-        kill(c->pid, SIGKILL);
-        emu_wait_child(c->e, c->daemon, 5000, &(int){0}, NULL);
-    }
-    emu_free(c->e);
-    if (failures) {
-        g_autofree char *log = NULL;
-
-        if (g_file_get_contents(c->log, &log, NULL, NULL))
-            fprintf(stderr, "---- espdfud's log:\n%s---- end of log\n", log);
-    }
-    if (!getenv("E2E_KEEP"))
-        remove_tree(c->dir);
+    e2e_teardown(c->e, c->daemon, c->pid, c->log, c->dir, 0);
     g_free(c->dir);
     g_free(c->conf);
     g_free(c->log);

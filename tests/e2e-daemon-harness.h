@@ -85,19 +85,7 @@ static const char *notify_messages(Ctx *c)
 
 static void ctx_done(Ctx *c)
 {
-    if (c->daemon) {
-        kill(c->pid, SIGKILL);
-        emu_wait_child(c->e, c->daemon, 5000, &(int){0}, NULL);
-    }
-    emu_free(c->e);
-    if (failures) {
-        g_autofree char *log = NULL;
-
-        if (g_file_get_contents(c->log, &log, NULL, NULL))
-            fprintf(stderr, "---- espdfud's log:\n%s---- end of log\n", log);
-    }
-    if (!getenv("E2E_KEEP")) /* E2E_KEEP=1 keeps the log and config for a look */
-        remove_tree(c->dir);
+    e2e_teardown(c->e, c->daemon, c->pid, c->log, c->dir, 0);
     close(c->notify_fd);
     g_string_free(c->notify, TRUE);
     g_free(c->notify_path);
