@@ -133,9 +133,12 @@ static bool parse_int(const char *s, int64_t min, int64_t max, int64_t *ret)
 
     if (!s || !*s)
         return false;
+    /* strtoll, not g_ascii_strtoll: the latter's first call sets up its C locale under a
+     * g_once, which may leave errno set (EAGAIN when another thread waits on the once)
+     * on success, and a valid option was then refused now and then. */
     errno = 0;
-    v = g_ascii_strtoll(s, &end, 0);
-    if (errno || *end || v < min || v > max)
+    v = strtoll(s, &end, 0);
+    if (errno || end == s || *end || v < min || v > max)
         return false;
     *ret = v;
     return true;
