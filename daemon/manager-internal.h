@@ -48,8 +48,6 @@ struct Manager {
     bool store_open;        /* it has opened once: ids can be handed out */
     bool started;           /* workers, monitor and coldplug are up (after the store answered) */
     json_object *preloaded; /* the newest jobs of earlier runs, newest last (for `jobs`) */
-    StorePlug *memo;        /* open plugs of this boot from earlier runs, matched at coldplug */
-    size_t n_memo;
     char boot_id[40];
     struct Inserting *inserting; /* jobs whose rows are being committed: no id yet */
     size_t n_inserting;

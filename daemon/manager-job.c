@@ -113,11 +113,17 @@ typedef struct Inserting {
     struct Inserting *next;
 } Inserting;
 
-static void inserting_free(Inserting *ins)
+static void inserting_drop_jobs(Inserting *ins)
 {
     for (size_t i = 0; i < ins->n; i++)
         job_free(ins->jobs[i]);
-    free(ins->jobs);
+    ins->jobs = (free(ins->jobs), NULL);
+    ins->n = 0;
+}
+
+static void inserting_free(Inserting *ins)
+{
+    inserting_drop_jobs(ins);
     free(ins);
 }
 
@@ -138,15 +144,25 @@ void manager_free_inserting(Manager *m)
 
         inserting_unlink(m, ins);
         /* The store still answers later: with nothing to point to. */
-        for (size_t i = 0; i < ins->n; i++)
-            job_free(ins->jobs[i]);
-        ins->jobs = (free(ins->jobs), NULL);
-        ins->n = 0;
+        inserting_drop_jobs(ins);
         ins->manager = NULL;
     }
 }
 
 static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata);
+static int job_timer(Manager *m, sd_event_source **s, uint64_t usec,
+                     sd_event_time_handler_t handler);
+
+/* A job for an empty port waits at most wait-timeout-s for a board. */
+static void job_arm_wait(Manager *m, Job *j)
+{
+    LogJobFields f = job_fields(j, NULL);
+
+    if (m->config->wait_timeout_s &&
+        job_timer(m, &j->wait_timer, (uint64_t)m->config->wait_timeout_s * USEC_PER_SEC,
+                  on_wait_timeout) < 0)
+        log_job(LOG_WARNING, &f, "cannot arm the wait timer: the job waits without a limit");
+}
 
 /* A committed job joins its port's queue. */
 static void job_accepted(Manager *m, Job *j, const Inserting *ins)
@@ -173,11 +189,8 @@ static void job_accepted(Manager *m, Job *j, const Inserting *ins)
         d->plug_id = j->id;
         d->plug_outcome[0] = '\0';
         d->note[0] = '\0';
-    } else if (j->state == JOB_WAITING_FOR_BOARD && m->config->wait_timeout_s &&
-               sd_event_add_time_relative(m->event, &j->wait_timer, CLOCK_MONOTONIC,
-                                          (uint64_t)m->config->wait_timeout_s * USEC_PER_SEC, 0,
-                                          on_wait_timeout, m) < 0)
-        log_job(LOG_WARNING, &f, "cannot arm the wait timer: the job waits without a limit");
+    } else if (j->state == JOB_WAITING_FOR_BOARD)
+        job_arm_wait(m, j);
 }
 
 static void on_inserted(void *userdata, int r, const char *message, const uint64_t *ids, size_t n)
@@ -452,10 +465,7 @@ void manager_pump(Manager *m)
             continue;
         if (j->state == JOB_QUEUED && !board) {
             job_state(m, j, JOB_WAITING_FOR_BOARD, "no board on %s", j->path);
-            if (m->config->wait_timeout_s &&
-                job_timer(m, &j->wait_timer, (uint64_t)m->config->wait_timeout_s * USEC_PER_SEC,
-                          on_wait_timeout) < 0)
-                log_warning("job %" PRIu64 ": cannot arm the wait timer", j->id);
+            job_arm_wait(m, j);
         } else if (j->state == JOB_WAITING_FOR_BOARD && board) {
             j->wait_timer = sd_event_source_disable_unref(j->wait_timer);
             job_state(m, j, JOB_QUEUED, "board arrived; waiting for a free worker");

@@ -158,8 +158,7 @@ int manager_new(sd_event *e, const ManagerOptions *o, Config *config, ImageCache
 }
 
 static void on_uevent(void *userdata, MonitorAction action, struct udev_device *d);
-static void manager_match_memo(Manager *m, Device *d);
-static void manager_forget_memo(Manager *m);
+static void manager_resume_plugs(Manager *m, const StorePlug *plugs, size_t n);
 
 /* /proc/sys/kernel/random/boot_id: bus and device numbers mean something within one boot. */
 static void read_boot_id(char *buf, size_t size)
@@ -229,16 +228,9 @@ static void on_store_ready(void *userdata, const StoreReady *ready)
         m->store_open = true;
         json_object_put(m->preloaded);
         m->preloaded = json_object_get(ready->preloaded);
-        free(m->memo);
-        m->memo = ready->n_plugs ? calloc(ready->n_plugs, sizeof(*m->memo)) : NULL;
-        m->n_memo = m->memo ? ready->n_plugs : 0;
-        if (m->memo)
-            memcpy(m->memo, ready->plugs, ready->n_plugs * sizeof(*m->memo));
+        /* Boards present meanwhile learn their plugs, then get their jobs. */
+        manager_resume_plugs(m, ready->plugs, ready->n_plugs);
     }
-    /* Boards present meanwhile learn their plugs from the memo, then get their jobs. */
-    for (Device *d = device_table_next(m->devices, NULL); d; d = device_table_next(m->devices, d))
-        manager_match_memo(m, d);
-    manager_forget_memo(m);
     if (!m->started) {
         m->started = true;
         log_info("ready: %u workers, %zu rule%s, auto-flash %s, %zu board%s present",
@@ -336,7 +328,6 @@ Manager *manager_free(Manager *m)
     job_queue_free(m->jobs);
     job_queue_free(m->history);
     json_object_put(m->preloaded);
-    free(m->memo);
     sd_event_source_disable_unref(m->auto_retry);
     device_table_free(m->devices);
     config_free(m->config);
@@ -615,7 +606,6 @@ static void board_arrived(Manager *m, const DeviceInfo *info)
     log_info("[%s] %s board arrived (%04x:%04x, %s mode, %s)", info->path,
              chip_to_string(info->chip), info->vid, info->pid, device_mode_to_string(info->mode),
              info->devnode);
-    manager_match_memo(m, d);
     manager_emit(m, MANAGER_EVENT_DEVICE_ADDED, d, NULL);
     manager_auto_flash(m, d);
 }
@@ -625,10 +615,10 @@ static void board_arrived(Manager *m, const DeviceInfo *info)
  * (same boot, port, bus and device number): it is not flashed again. A plug
  * whose job was interrupted is flashed: it never got its whole image.
  */
-static void manager_match_memo(Manager *m, Device *d)
+static void match_plug(Device *d, StorePlug *plugs, size_t n)
 {
-    for (size_t i = 0; i < m->n_memo; i++) {
-        StorePlug *p = &m->memo[i];
+    for (size_t i = 0; i < n; i++) {
+        StorePlug *p = &plugs[i];
 
         if (!p->id || strcmp(p->path, d->info.path) != 0 || p->busnum != d->info.busnum ||
             p->devnum != d->info.devnum)
@@ -652,24 +642,35 @@ static void manager_match_memo(Manager *m, Device *d)
     }
 }
 
-/* Plugs of earlier runs whose board is not here any more: they are over. */
-static void manager_forget_memo(Manager *m)
+/*
+ * This boot's open plugs from earlier runs, once the store has opened: each
+ * board present takes its own, and the plugs whose board is not here any more
+ * are over.
+ */
+static void manager_resume_plugs(Manager *m, const StorePlug *plugs, size_t n)
 {
+    _cleanup_free_ StorePlug *left = n ? calloc(n, sizeof(*left)) : NULL;
     uint64_t now = now_usec(CLOCK_REALTIME);
 
-    for (size_t i = 0; m->store && i < m->n_memo; i++) {
-        StorePlug p = m->memo[i];
-
-        if (!p.id)
-            continue;
-        p.left_usec = now;
-        if (!p.outcome[0])
-            snprintf(p.outcome, sizeof(p.outcome), "interrupted");
-        if (store_put_plug(m->store, &p) < 0)
-            log_error("the plug record of job %" PRIu64 " cannot be closed", p.id);
+    if (n && !left) {
+        log_error("out of memory: %zu plugs of the last run are not resumed", n);
+        return;
     }
-    m->memo = (free(m->memo), NULL);
-    m->n_memo = 0;
+    if (n)
+        memcpy(left, plugs, n * sizeof(*left));
+    for (Device *d = device_table_next(m->devices, NULL); d; d = device_table_next(m->devices, d))
+        match_plug(d, left, n);
+    for (size_t i = 0; i < n; i++) {
+        StorePlug *p = &left[i];
+
+        if (!p->id)
+            continue;
+        p->left_usec = now;
+        if (!p->outcome[0])
+            snprintf(p->outcome, sizeof(p->outcome), "interrupted");
+        if (store_put_plug(m->store, p) < 0)
+            log_error("the plug record of job %" PRIu64 " cannot be closed", p->id);
+    }
 }
 
 /*
